@@ -1,0 +1,198 @@
+"""The `visionsuite` command line: a thin layer over the Python API.
+
+Errors are one line on stderr: exit 2 for usage errors, 1 for runtime failures;
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from visionsuite.errors import UsageError, VisionsuiteError
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Group(click.Group):
+    """Turns library errors into one line and an exit code (traceback with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except VisionsuiteError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # unexpected: still one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"error: {type(exc).__name__}: {first[:300]} (run with --debug for the "
+                       f"traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="visionsuite")
+@click.pass_context
+def main(ctx, debug):
+    """visionsuite: train, evaluate, export and run CNNs on images, volumes and video.
+
+    \b
+    Examples:
+      visionsuite tasks
+      visionsuite backbones
+      visionsuite train classification --data datasets/samples/fashion-mnist --epochs 2
+      visionsuite predict classification --model imagenet:efficientnet_lite0 cat.jpg
+      visionsuite run segmentation --source video.mp4 --save out.mp4
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _task(name: str):
+    from visionsuite.plugins import get_task_class
+
+    return get_task_class(name)
+
+
+# === tasks / backbones ===
+@main.command("tasks")
+def tasks_cmd():
+    """List installed task plugins; a broken plugin is reported in one line.
+
+    \b
+    Example:
+      visionsuite tasks
+    """
+    from visionsuite.plugins import discover, load_all_tasks
+
+    plugins, _ = discover()
+    loaded, errors = load_all_tasks()
+    for name, cls in sorted(loaded.items()):
+        formats = ", ".join(cls.dataset_formats) or "-"
+        click.echo(f"{name:<16} {plugins[name].dist:<28} formats: {formats}")
+    for name, err in sorted(errors.items()):
+        click.echo(f"{name:<16} BROKEN: {err}")
+    if not loaded and not errors:
+        click.echo("no tasks installed")
+
+
+@main.command("backbones")
+@click.option("--params/--no-params", default=True,
+              help="Build each backbone once to count its parameters (a few seconds each).")
+def backbones_cmd(params):
+    """List backbones: parameters, feature levels (stride/channels) and weights.
+
+    \b
+    Example:
+      visionsuite backbones --no-params
+    """
+    from visionsuite.backbones.registry import backbone_problems, count_params, list_backbones
+
+    for entry in list_backbones():
+        levels = " ".join(f"{lv.name}/{lv.stride}:{lv.channels}" for lv in entry.levels(**entry.arch_defaults))
+        n = f"{count_params(entry) / 1e6:7.2f}M" if params else "      -"
+        if entry.pretrained and entry.weights_source:
+            where, present = entry.weights_source(entry.pretrained[0])
+            weights = f"{entry.pretrained[0]}: {where} [{'present' if present else 'missing'}]"
+        else:
+            weights = "none (random init)"
+        click.echo(f"{entry.name:<20} {n}  {levels:<36} {weights}")
+    for problem in backbone_problems():
+        click.echo(f"BROKEN: {problem}")
+
+
+# === train / evaluate ===
+@main.command("train")
+@click.argument("task")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--data", help="Training data (folder, CSV manifest, IDX folder...).")
+@click.option("--val-data", help="Validation data (default: hold out val_fraction).")
+@click.option("--backbone", help="Backbone name (see `visionsuite backbones`).")
+@click.option("--weights", help="Backbone weights: imagenet or a file.")
+@click.option("--image-size", type=int, help="Square input size in pixels.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", "learning_rate", type=float, help="Peak learning rate.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]))
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]))
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi_worker", "tpu"]))
+@click.option("--freeze-epochs", type=int, help="Epochs with a frozen backbone before fine-tuning.")
+@click.option("--early-stopping", type=int, help="Patience in epochs (0 = off).")
+@click.option("--name", help="Run name (default: a timestamp).")
+@click.option("--runs-dir", help="Parent folder of runs (default: runs).")
+@click.option("--resume", is_flag=True, default=None, help="Continue run NAME from its last checkpoint.")
+@click.option("--strict", is_flag=True, default=None, help="Fail on unreadable samples.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any config key, e.g. --set schedule=step --set task.image_size=32.")
+def train_cmd(task, config_file, overrides, image_size, **flags):
+    """Train TASK; writes runs/<task>/<name>/ (config, metrics, curves, best/last .keras).
+
+    \b
+    Example:
+      visionsuite train classification --data datasets/samples/fashion-mnist \\
+          --backbone simple_cnn --image-size 28 --epochs 2 --name demo
+    """
+    from visionsuite.config import TrainConfig, build_config, load_yaml, parse_overrides
+    from visionsuite.training import train
+
+    task_cls = _task(task)
+    file_layer = load_yaml(config_file) if config_file else {}
+    flat = parse_overrides(overrides)
+    task_overrides = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("task.")}
+    flat = {k: v for k, v in flat.items() if not k.startswith("task.")}
+    if image_size is not None:
+        task_overrides["image_size"] = image_size
+    source = config_file or "flags"
+    config = build_config(TrainConfig, file_layer, flags, flat, source=source)
+    task_layer = dict(config.task, **task_overrides)
+    task_config = build_config(task_cls.Config, task_layer, source=f"{source}: task")
+    config = build_config(TrainConfig, file_layer, flags, flat, {"task": task_layer}, source=source)
+    result = train(task_cls(task_config), config)
+    click.echo(f"run directory: {result.run_dir}")
+    for key, value in sorted(result.metrics.items()):
+        click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+
+
+@main.command("evaluate")
+@click.argument("task")
+@click.option("--model", required=True, type=click.Path(dir_okay=False), help="A trained .keras model.")
+@click.option("--data", required=True, help="Evaluation data.")
+@click.option("--format", "fmt", help="Dataset format (default: detected).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for plots and metrics.json.")
+@click.option("--strict", is_flag=True, help="Fail on unreadable samples.")
+def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
+    """Score a trained model on a whole dataset (metrics, confusion matrix, samples).
+
+    \b
+    Example:
+      visionsuite evaluate classification --model runs/classification/demo/best.keras \\
+          --data datasets/samples/fashion-mnist
+    """
+    from visionsuite.training import evaluate_model
+
+    metrics = evaluate_model(task, model, data, format=fmt, batch_size=batch_size,
+                             out_dir=Path(out) if out else None, strict=strict)
+    for key, value in sorted(metrics.items()):
+        click.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def run_cli():  # pragma: no cover - console entry used by tests through subprocess
+    main(prog_name="visionsuite")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(prog_name="visionsuite"))

@@ -1,0 +1,127 @@
+"""Saving and loading task models with their metadata.
+
+Every model visionsuite writes carries :class:`ModelMetadata` (task name, class names, input
+size, backbone) so that it can be evaluated, exported and run with no other flags:
+
+* ``.keras`` files hold it as ``visionsuite.json`` inside the zip (Keras ignores the entry);
+* other formats (SavedModel, TFLite) carry it as described in :mod:`visionsuite.runtime`.
+
+``.keras`` files are always loaded with ``safe_mode=True``: no lambdas or pickled code run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from visionsuite.errors import ModelError
+
+METADATA_NAME = "visionsuite.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata:
+    """What a visionsuite model is: enough to run it with no other flags."""
+
+    # (str) task plugin name, e.g. "classification"
+    task: str
+    # (tuple) class names, index order of the model output
+    classes: tuple[str, ...]
+    # (int) side of the square RGB input in pixels (inputs are [0, 255], normalised in-model)
+    input_size: int
+    # (str | None) backbone registry name
+    backbone: str | None = None
+    # (dict) the task's config, as saved by training
+    task_config: dict = dataclasses.field(default_factory=dict)
+    # (dict) free-form extras (e.g. the preprocessing spec, export details)
+    extra: dict = dataclasses.field(default_factory=dict)
+    # (int) metadata schema version
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["classes"] = list(self.classes)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "metadata") -> "ModelMetadata":
+        try:
+            d = json.loads(text)
+            d["classes"] = tuple(d["classes"])
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{source}: invalid visionsuite metadata ({exc})") from exc
+
+
+def _atomic_path(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_keras_model(model: Any, path: str | Path, metadata: ModelMetadata) -> Path:
+    """Save ``model`` as ``.keras`` with metadata, atomically (a kill never leaves a
+    half-written file at ``path``)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelError(f"model files must end in .keras. Received: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_path(path)
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(METADATA_NAME, metadata.to_json())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_keras_metadata(path: str | Path) -> ModelMetadata:
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if METADATA_NAME not in zf.namelist():
+                raise ModelError(f"{path}: not a visionsuite model (no {METADATA_NAME} inside); "
+                                 f"train it with `visionsuite train`")
+            return ModelMetadata.from_json(zf.read(METADATA_NAME).decode(), str(path))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"{path}: not a readable .keras file ({exc})") from exc
+
+
+def load_keras_model(path: str | Path, *, compile: bool = False):
+    """Load a ``.keras`` model in safe mode, with a one-line error for a bad file."""
+    import keras
+
+    import visionsuite.backbones.layers  # noqa: F401  (registers serialisable layers)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:  # import the task plugin first: it registers the task's serialisable layers
+        from visionsuite.plugins import get_task_class
+
+        get_task_class(read_keras_metadata(path).task)
+    except ModelError:
+        pass  # a plain Keras file, or a corrupt one: keras reports it below
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as exc:  # keras raises many types for corrupt files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {msg[:200]})") from exc
+
+
+def check_task(metadata: ModelMetadata, task: str, source: str) -> None:
+    """Fail clearly when a model file was made for another task."""
+    if metadata.task != task:
+        raise ModelError(f"{source} is a {metadata.task!r} model, not {task!r}; "
+                         f"use `visionsuite ... {metadata.task}` or another model")

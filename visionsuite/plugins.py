@@ -1,0 +1,103 @@
+"""Entry-point discovery for task plugins (group ``visionsuite.tasks``).
+
+Only installed entry points are loaded -- never arbitrary modules or paths. Loading is lazy
+and per name: a broken plugin fails alone, with a one-line reason, and the others still load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import metadata
+
+from visionsuite.errors import UsageError, VisionsuiteError, did_you_mean
+
+TASK_GROUP = "visionsuite.tasks"
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """One discovered entry point and the distribution that provides it."""
+
+    name: str
+    value: str  # "module:attr"
+    dist: str  # "name version"
+    entry_point: metadata.EntryPoint = dataclasses.field(repr=False, compare=False)
+
+
+def discover(group: str = TASK_GROUP) -> tuple[dict[str, PluginInfo], list[str]]:
+    """Find entry points of ``group`` without importing them.
+
+    Returns the plugins by name and a list of one-line problems (duplicate names).
+    The first distribution found for a duplicated name wins; the rest are reported.
+    """
+    found: dict[str, PluginInfo] = {}
+    problems: list[str] = []
+    for ep in sorted(metadata.entry_points(group=group), key=lambda e: (e.name, e.value)):
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
+        info = PluginInfo(ep.name, ep.value, dist, ep)
+        if ep.name in found:
+            if found[ep.name].value != ep.value:
+                problems.append(
+                    f"{group}: duplicate name {ep.name!r} from {dist} ({ep.value}); "
+                    f"keeping {found[ep.name].dist} ({found[ep.name].value})"
+                )
+            continue
+        found[ep.name] = info
+    return found, problems
+
+
+class PluginLoadError(VisionsuiteError):
+    """An entry point that exists but cannot be imported or is not a valid plugin."""
+
+
+def load_plugin(info: PluginInfo, base: type) -> type:
+    """Import one entry point and check it is a subclass of ``base``."""
+    try:
+        obj = info.entry_point.load()
+    except Exception as exc:  # a plugin's import can fail in any way
+        raise PluginLoadError(
+            f"plugin {info.name!r} ({info.value}, from {info.dist}) failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginLoadError(
+            f"plugin {info.name!r} ({info.value}, from {info.dist}) is not a "
+            f"{base.__module__}.{base.__qualname__} subclass. Received: {obj!r}"
+        )
+    return obj
+
+
+def task_names() -> list[str]:
+    """Names of the installed tasks (nothing is imported)."""
+    return sorted(discover(TASK_GROUP)[0])
+
+
+def get_task_class(name: str):
+    """Load the task class registered under ``name``."""
+    from visionsuite.task import Task
+
+    plugins, _ = discover(TASK_GROUP)
+    if name not in plugins:
+        raise UsageError(f"unknown task {name!r}.{did_you_mean(name, plugins)}")
+    cls = load_plugin(plugins[name], Task)
+    if getattr(cls, "name", None) != name:
+        raise PluginLoadError(
+            f"plugin {name!r} ({plugins[name].value}) declares name={getattr(cls, 'name', None)!r};"
+            f" the entry-point name and the class's `name` must match"
+        )
+    return cls
+
+
+def load_all_tasks() -> tuple[dict[str, type], dict[str, str]]:
+    """Load every task: (classes by name, one-line errors by name). Never raises for one
+    broken plugin."""
+    plugins, problems = discover(TASK_GROUP)
+    loaded, errors = {}, {}
+    for name in plugins:
+        try:
+            loaded[name] = get_task_class(name)
+        except VisionsuiteError as exc:
+            errors[name] = str(exc)
+    for p in problems:
+        errors.setdefault(p.split("'")[1] + " (duplicate)", p)
+    return loaded, errors
