@@ -146,7 +146,6 @@ def train_cmd(task, config_file, overrides, image_size, **flags):
           --backbone simple_cnn --image-size 28 --epochs 2 --name demo
     """
     from visionsuite.config import TrainConfig, build_config, load_yaml, parse_overrides
-    from visionsuite.training import train
 
     task_cls = _task(task)
     file_layer = load_yaml(config_file) if config_file else {}
@@ -160,6 +159,8 @@ def train_cmd(task, config_file, overrides, image_size, **flags):
     task_layer = dict(config.task, **task_overrides)
     task_config = build_config(task_cls.Config, task_layer, source=f"{source}: task")
     config = build_config(TrainConfig, file_layer, flags, flat, {"task": task_layer}, source=source)
+    from visionsuite.training import train
+
     result = train(task_cls(task_config), config)
     click.echo(f"run directory: {result.run_dir}")
     for key, value in sorted(result.metrics.items()):

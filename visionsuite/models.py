@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from visionsuite.errors import ModelError
+from visionsuite.errors import ModelError, VisionsuiteError
 
 METADATA_NAME = "visionsuite.json"
 FORMAT_VERSION = 1
@@ -111,8 +111,8 @@ def load_keras_model(path: str | Path, *, compile: bool = False):
         from visionsuite.plugins import get_task_class
 
         get_task_class(read_keras_metadata(path).task)
-    except ModelError:
-        pass  # a plain Keras file, or a corrupt one: keras reports it below
+    except VisionsuiteError:
+        pass  # a plain Keras file, a corrupt one or a broken plugin: keras reports it below
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt files
