@@ -198,10 +198,12 @@ class TrainConfig:
     step_epochs: int = 10
     # (float) factor of each drop (step, plateau)
     lr_decay: float = 0.1
-    # (float) label smoothing for classification-style losses
-    label_smoothing: float = 0.0
-    # (float) dropout before the task head
-    dropout: float = 0.0
+    # (int) epochs without improvement of `monitor` before each drop (plateau)
+    plateau_patience: int = 3
+    # (float | None) label smoothing, copied into the task config's `label_smoothing`; None = the task's
+    label_smoothing: float | None = None
+    # (float | None) dropout before the head, copied into the task config's `dropout`; None = the task's
+    dropout: float | None = None
     # (int) epochs with the backbone frozen before fine-tuning (transfer learning)
     freeze_epochs: int = 0
     # (float) learning-rate factor for the fine-tuning phase after freeze_epochs

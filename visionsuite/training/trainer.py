@@ -1,0 +1,351 @@
+"""The training engine shared by every task: ``train(task, config)`` and ``evaluate_model``.
+
+One run, in order:
+
+1. create the distribution strategy (it must come before anything touches TF devices);
+2. resolve the precision policy and set it for the duration of the run only;
+3. read the data through the task (holding out ``val_fraction`` when there is no
+   ``val_data``, deterministically from ``seed``);
+4. build the backbone and the task's model under the strategy;
+5. train in one phase, or two for transfer learning (backbone frozen for ``freeze_epochs``
+   with its BatchNorm layers in inference mode, then unfrozen and recompiled at
+   ``learning_rate * finetune_lr_factor``);
+6. write ``last.keras``, ``curves.png`` and score ``best.keras`` with ``task.evaluate``.
+
+Run directory ``<runs_dir>/<task>/<name>/``: ``config.yaml`` (the resolved TrainConfig with
+the task's full config under ``task``; reusable with ``--config``), ``run.yaml`` (what the
+run resolved to: strategy, replicas, precision, dataset sizes), ``metrics.csv``, ``logs/``
+(TensorBoard), ``curves.png``, ``best.keras``, ``last.keras``, ``checkpoint.npz`` and
+``metrics.json`` (+ whatever the task's ``evaluate`` writes).
+
+``label_smoothing`` and ``dropout`` are task options: when set in the TrainConfig (not
+``None``) they are copied into the task's config fields of the same name, and a task whose
+Config lacks such a field rejects them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from visionsuite.config import save_yaml, to_dict
+from visionsuite.errors import DataError, UsageError
+from visionsuite.models import (ModelMetadata, check_task, load_keras_model, read_keras_metadata,
+                                save_keras_model)
+from visionsuite.task import Dataset, Task
+from visionsuite.training.checkpoint import (RunState, read_checkpoint, restore_model,
+                                             restore_optimizer)
+from visionsuite.training.precision import precision_scope, resolve_precision
+from visionsuite.training.strategy import make_strategy
+
+log = logging.getLogger("visionsuite")
+
+SHARED_TASK_OPTIONS = ("label_smoothing", "dropout")
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Args:
+        run_dir: the run directory.
+        metrics: the task's evaluation of ``best.keras`` on the validation set, plus
+            ``best_epoch`` and ``best_<monitor>``.
+        history: one dict of epoch logs per epoch trained by this call.
+        state: the final :class:`~visionsuite.training.checkpoint.RunState`.
+        precision: the dtype policy the run used.
+        strategy: the strategy kind the run used, and ``replicas`` its replica count.
+    """
+
+    run_dir: Path
+    metrics: dict
+    history: list
+    state: RunState
+    precision: str
+    strategy: str
+    replicas: int
+
+
+def _check_config(config) -> None:
+    if not config.data:
+        raise UsageError("no training data given. Received: data=''")
+    for key in ("epochs", "batch_size"):
+        if getattr(config, key) < 1:
+            raise UsageError(f"{key} must be >= 1. Received: {key}={getattr(config, key)}")
+    if not 0.0 <= config.val_fraction < 1.0:
+        raise UsageError(f"val_fraction must be in [0, 1). Received: val_fraction={config.val_fraction}")
+    if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
+        raise UsageError(f"steps_per_epoch must be >= 1. Received: steps_per_epoch={config.steps_per_epoch}")
+    if not 0 <= config.freeze_epochs < config.epochs or config.freeze_epochs and config.finetune_lr_factor <= 0:
+        raise UsageError(f"freeze_epochs must be in [0, epochs) and finetune_lr_factor > 0. Received: "
+                         f"freeze_epochs={config.freeze_epochs}, epochs={config.epochs}, "
+                         f"finetune_lr_factor={config.finetune_lr_factor}")
+    if config.resume and not config.name:
+        raise UsageError("--resume needs the --name of the run to continue. Received: name=''")
+
+
+def with_shared_options(task: Task, config) -> Task:
+    """A task whose config carries the TrainConfig's ``label_smoothing`` / ``dropout``."""
+    fields = {f.name for f in dataclasses.fields(task.Config)}
+    over = {}
+    for key in SHARED_TASK_OPTIONS:
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        if key not in fields:
+            raise UsageError(f"task {task.name!r} has no {key} option (its options: "
+                             f"{', '.join(sorted(fields))}). Received: {key}={value}")
+        over[key] = value
+    return type(task)(dataclasses.replace(task.config, **over)) if over else task
+
+
+def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split off ``fraction`` of ``dataset`` for validation (same split for the same seed)."""
+    n = len(dataset)
+    n_val = min(max(1, int(round(n * fraction))), n - 1) if fraction > 0 and n > 1 else 0
+    order = np.random.default_rng(seed).permutation(n)
+    val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+    train = Dataset(dataset.classes, [dataset.samples[i] for i in train_idx], dataset.skipped)
+    val = Dataset(dataset.classes, [dataset.samples[i] for i in val_idx])
+    return train, val
+
+
+def _load(task: Task, path: str, split: str, config) -> Dataset:
+    data = task.load_dataset(path, split=split, format=config.format, strict=config.strict)
+    if data.skipped:
+        item, reason = data.skipped[0]
+        log.warning("%s: skipped %d unreadable samples (first: %s: %s)", path, len(data.skipped),
+                    item, reason)
+    if not len(data):
+        raise DataError(f"{path}: no usable samples for split {split!r}")
+    return data
+
+
+def _run_dir(config, task_name: str) -> Path:
+    name = config.name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.runs_dir) / task_name / name
+    if config.resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise UsageError(f"cannot resume: no {CHECKPOINT} in {run_dir}. Received: name={name!r}")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run directory {run_dir} already exists; use --resume to continue it "
+                         f"or another --name. Received: name={name!r}")
+    return run_dir
+
+
+def _distributable(ds, repeat: bool):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    return ds.repeat() if repeat else ds
+
+
+def _steps(ds, n_samples: int, batch_size: int, cap: int | None) -> int:
+    if cap:
+        return int(cap)
+    card = int(ds.cardinality())
+    return card if card > 0 else max(1, math.ceil(n_samples / batch_size))
+
+
+def _verbose(config, is_chief: bool) -> int:
+    if not config.progress or not is_chief:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
+    """Train ``task`` as described by ``config`` (a :class:`~visionsuite.config.TrainConfig`).
+
+    Args:
+        task: a task plugin instance (its config holds the task options).
+        config: the resolved TrainConfig.
+        callbacks: extra Keras callbacks, run after the engine's own each epoch.
+
+    Example:
+        >>> result = train(ToyTask(), TrainConfig(data="toy.npz", epochs=2, name="demo"))
+        >>> result.metrics["accuracy"]
+    """
+    import keras
+
+    from visionsuite.backbones import build_backbone
+
+    _check_config(config)
+    info = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs a fresh TF
+    task = with_shared_options(task, config)
+    policy = resolve_precision(config.precision, info.device)
+    keras.utils.set_random_seed(config.seed)
+
+    run_dir = _run_dir(config, task.name)
+    ckpt_path = run_dir / CHECKPOINT
+    checkpoint = read_checkpoint(ckpt_path) if config.resume else None
+    # Only the chief writes the run directory; other workers write to a scratch folder.
+    out_dir = run_dir if info.is_chief else Path(tempfile.mkdtemp(prefix="visionsuite-worker-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # === Data ===
+    train_set = _load(task, config.data, "train", config)
+    if config.val_data:
+        val_set = _load(task, config.val_data, "val", config)
+        if list(val_set.classes) != list(train_set.classes):
+            raise DataError(f"{config.val_data}: classes {val_set.classes} differ from the "
+                            f"training data's {train_set.classes}")
+    else:
+        train_set, val_set = split_holdout(train_set, config.val_fraction, config.seed)
+    classes = list(train_set.classes)
+    monitor = config.monitor
+    if not len(val_set) and monitor.startswith("val_"):
+        monitor = monitor[len("val_"):]
+        log.warning("no validation data (val_fraction=0): monitoring %r on the training set", monitor)
+
+    size = int(task.config.image_size)
+    state = checkpoint.state if checkpoint else RunState()
+    history: list[dict] = []
+    with precision_scope(policy):
+        # === Model ===
+        with info.strategy.scope():
+            backbone = build_backbone(config.backbone, (size, size, 3), weights=config.weights,
+                                      **config.backbone_args)
+            model = task.build_model(backbone, classes)
+        if checkpoint:
+            restore_model(checkpoint, model, str(ckpt_path))
+        metadata = ModelMetadata(
+            task=task.name, classes=tuple(classes), input_size=size, backbone=config.backbone,
+            task_config=to_dict(task.config),
+            extra={"preprocessing": to_dict(backbone.spec.preprocessing),
+                   "backbone_args": to_dict(backbone.spec.arch), "precision": policy})
+
+        train_ds = _distributable(task.make_tf_dataset(train_set, batch_size=config.batch_size,
+                                                       training=True),
+                                  repeat=config.steps_per_epoch is not None)
+        val_ds = (_distributable(task.make_tf_dataset(val_set, batch_size=config.batch_size,
+                                                      training=False), repeat=False)
+                  if len(val_set) else None)
+        steps = _steps(train_ds, len(train_set), config.batch_size, config.steps_per_epoch)
+
+        if info.is_chief:
+            resolved = dict(to_dict(config), task=to_dict(task.config))
+            save_yaml(resolved, run_dir / "config.yaml")
+            save_yaml({"task": task.name, "strategy": info.kind, "replicas": info.replicas,
+                       "device": info.device, "precision": policy, "classes": classes,
+                       "train_samples": len(train_set), "val_samples": len(val_set),
+                       "steps_per_epoch": steps, "monitor": monitor,
+                       "resumed_at_epoch": state.epoch if checkpoint else None},
+                      run_dir / "run.yaml")
+
+        from visionsuite.training.callbacks import RunCallback, truncate_csv, write_curves
+
+        csv_path = out_dir / "metrics.csv"
+        if checkpoint:
+            truncate_csv(csv_path, state.epoch)
+        run_cb = RunCallback(
+            state, monitor=monitor, best_path=out_dir / "best.keras",
+            checkpoint_path=out_dir / CHECKPOINT, metadata=metadata,
+            early_stopping=config.early_stopping,
+            plateau_patience=config.plateau_patience if config.schedule == "plateau" else 0,
+            lr_decay=config.lr_decay)
+        engine_callbacks = [
+            run_cb,
+            keras.callbacks.CSVLogger(str(csv_path), append=True),
+            keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+        ]
+
+        # === Phases ===
+        if config.freeze_epochs:
+            phases = [("frozen", 0, config.freeze_epochs, config.learning_rate),
+                      ("finetune", config.freeze_epochs, config.epochs,
+                       config.learning_rate * config.finetune_lr_factor)]
+        else:
+            phases = [("full", 0, config.epochs, config.learning_rate)]
+        for phase, start, end, lr in phases:
+            if state.epoch >= end or state.stopped_early:
+                continue
+            # A frozen BatchNormalization layer runs in inference mode in Keras 3.
+            backbone.model.trainable = phase != "frozen"
+            with info.strategy.scope():
+                optimizer = _make_optimizer(config, lr, steps, end - start)
+                model.compile(optimizer=optimizer, loss=task.loss(classes, train_set),
+                              metrics=task.metrics(classes), jit_compile=config.jit_compile)
+                if checkpoint and checkpoint.state.phase == phase and state.epoch > start:
+                    restore_optimizer(checkpoint, model.optimizer, model.trainable_variables,
+                                      str(ckpt_path))
+            state.phase = phase
+            fit = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
+                            steps_per_epoch=steps if config.steps_per_epoch else None,
+                            shuffle=False,  # the task's dataset shuffles
+                            callbacks=[*engine_callbacks, *callbacks],
+                            verbose=_verbose(config, info.is_chief))
+            n = len(next(iter(fit.history.values()), []))
+            history += [{k: float(v[i]) for k, v in fit.history.items()} for i in range(n)]
+
+        save_keras_model(model, out_dir / "last.keras", metadata)
+        write_curves(csv_path, out_dir / "curves.png")
+
+    # === Evaluation of the best model (outside the strategy: every worker alone) ===
+    best_path = out_dir / "best.keras"
+    if not best_path.is_file():  # e.g. resumed after the last epoch, or a NaN monitor
+        save_keras_model(model, best_path, metadata)
+    best = load_keras_model(best_path)
+    eval_set = val_set if len(val_set) else train_set
+    metrics = dict(task.evaluate(best, eval_set, out_dir, batch_size=config.batch_size))
+    metrics["best_epoch"] = state.best_epoch
+    if state.best is not None:
+        metrics[f"best_{monitor}"] = float(state.best)
+    if info.is_chief:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
+                                                         default=float))
+    return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
+
+
+def _make_optimizer(config, lr, steps, epochs):
+    from visionsuite.training.optim import make_optimizer
+
+    return make_optimizer(config, lr, steps, epochs)
+
+
+def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
+                   format: str | None = None, batch_size: int = 32,
+                   out_dir: str | Path | None = None, strict: bool = False) -> dict:
+    """Score a trained ``.keras`` model on a whole dataset with its task's ``evaluate``.
+
+    The task is rebuilt with the config saved in the model's metadata; ``out_dir`` (if given)
+    receives the task's plots and ``metrics.json``.
+    """
+    from visionsuite.config import build_config
+    from visionsuite.plugins import get_task_class
+
+    model_path = Path(model_path)
+    metadata = read_keras_metadata(model_path)
+    check_task(metadata, task_name, str(model_path))
+    task_cls = get_task_class(task_name)
+    known = {f.name for f in dataclasses.fields(task_cls.Config)}
+    task_config = build_config(task_cls.Config,
+                               {k: v for k, v in metadata.task_config.items() if k in known},
+                               source=f"{model_path}: task_config")
+    task = task_cls(task_config)
+    model = load_keras_model(model_path)
+    dataset = task.load_dataset(data, split="test", format=format, strict=strict)
+    if not len(dataset):
+        raise DataError(f"{data}: no usable samples to evaluate")
+    if dataset.classes and list(dataset.classes) != list(metadata.classes):
+        log.warning("%s: classes %s differ from the model's %s", data, dataset.classes,
+                    list(metadata.classes))
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
+    if out is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
+                                                     default=float))
+    return metrics
