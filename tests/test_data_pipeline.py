@@ -103,7 +103,7 @@ def test_resolve_split_and_csv_rows(tmp_path):
     with pytest.raises(DataError, match="no 'tset' split"):
         resolve_split(tmp_path, "tset")
     csv_path = tmp_path / "m.csv"
-    csv_path.write_text("path,label\n# comment\na.png,cat\n\nb.png,dog\n")
+    csv_path.write_text("Path,Label\n# comment\na.png,cat\n\nb.png,dog\n")
     assert read_csv_rows(csv_path, ("path", "label")) == [
         (3, {"path": "a.png", "label": "cat"}), (5, {"path": "b.png", "label": "dog"})]
     csv_path.write_text("a.png,1.5\nb.png\n")

@@ -38,9 +38,9 @@ def subfolders(root: str | Path) -> list[Path]:
 def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV manifest as ``(line_number, {column: value})``.
 
-    A header naming ``columns`` is used when present (other columns are kept); without one,
-    the first ``len(columns)`` fields are taken in order. Blank lines and lines starting with
-    ``#`` are ignored. A missing file, a missing column or a short row raises
+    A header naming ``columns`` (any case) is used when present (other columns are kept,
+    with lower-case names); without one, the first ``len(columns)`` fields are taken in
+    order. Blank lines and lines starting with ``#`` are ignored. A missing file, a missing column or a short row raises
     :class:`DataError` naming the file and line.
     """
     path = Path(path)
@@ -55,9 +55,9 @@ def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int,
     if not lines:
         raise DataError(f"CSV manifest {path} has no rows")
     rows = list(csv.reader([line for _, line in lines]))
-    first = [c.strip() for c in rows[0]]
+    first = [c.strip().lower() for c in rows[0]]
     header = first if set(columns) <= set(first) else None
-    if header is None and any(c.lower() in {x.lower() for x in columns} for c in first):
+    if header is None and any(c in columns for c in first):
         missing = [c for c in columns if c not in first]
         raise DataError(f"CSV manifest {path}: header lacks column(s) {', '.join(missing)}. "
                         f"Received: header={first}")
