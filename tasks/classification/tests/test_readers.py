@@ -171,3 +171,17 @@ def test_idx_truncated_and_bad_files(tmp_path, fashion_dir):
                                                    + bytes(3))
     with pytest.raises(DataError, match="3 labels for 2 images"):
         ClassificationTask().load_dataset(tmp_path / "x-images-idx3-ubyte")
+
+
+def test_entry_point_and_fixed_class_list(task, tmp_path):
+    from visionsuite.plugins import get_task_class
+
+    assert get_task_class("classification") is ClassificationTask
+    _img(tmp_path / "a.png")
+    (tmp_path / "val.csv").write_text("a.png,dog\n")
+    train_classes = ["cat", "dog", "fox"]
+    val = task.load_dataset(tmp_path / "val.csv", classes=train_classes)
+    assert val.classes == train_classes and [s.target for s in val.samples] == [1]
+    (tmp_path / "odd.csv").write_text("a.png,wolf\n")
+    with pytest.raises(DataError, match="classes the model does not know: wolf"):
+        task.load_dataset(tmp_path / "odd.csv", classes=train_classes)
