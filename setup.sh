@@ -3,7 +3,7 @@
 # main job (person segmentation on a sample video).
 #
 #   ./setup.sh              install + samples + demo
-#   ./setup.sh --no-demo    install + samples only (tools/run_tests.sh and .ci/run use this)
+#   ./setup.sh --no-demo    install + samples only (tools/run_tests.sh uses this)
 #   ./setup.sh --quiet      print only problems and the final lines
 #   ./setup.sh --gui-opencv swap opencv-python-headless for opencv-python (same version) so
 #                           `--show` opens a window; remembered for later runs (README)
@@ -20,7 +20,7 @@ for arg in "$@"; do
     --no-demo) demo=0 ;;
     --gui-opencv) gui=1 ;;
     --quiet|-q) quiet=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,13 +36,17 @@ apt_updated=0
 apt_update() {
   if [ "$apt_updated" = 0 ]; then
     say "apt-get update"
-    apt-get update -qq >/dev/null
+    apt-get update -qq >/dev/null || echo "warning: apt-get update failed; continuing" >&2
     apt_updated=1
   fi
 }
 apt_install() {
   say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local log; log="$(mktemp)"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1; then
+    tail -5 "$log" >&2; echo "warning: apt-get install $* failed; continuing without it" >&2
+  fi
+  rm -f "$log"
 }
 if [ "$can_apt" = 1 ] && ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
   apt_update
