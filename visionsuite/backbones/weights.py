@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -92,8 +93,7 @@ def fetch_keras_weights(weights: KerasWeights) -> Path:
             got = keras.utils.get_file(weights.fname, weights.origin, cache_subdir="models",
                                        cache_dir=str(folder.parent), file_hash=weights.file_hash)
     except Exception as exc:  # keras raises a bare Exception("URL fetch failure on ...")
-        reason = " ".join(str(exc).split())
-        reason = reason.replace(weights.origin, "").replace("URL fetch failure on :", "").strip()
+        reason = re.sub(r"^URL fetch failure on \S+: (None -- )?", "", " ".join(str(exc).split()))
         raise WeightsUnavailableError(
             f"ImageNet weights {weights.fname} are not in the Keras cache and could not be "
             f"downloaded ({reason[:100] or type(exc).__name__}); download {weights.origin} "
