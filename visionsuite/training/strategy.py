@@ -60,6 +60,27 @@ def auto_kind() -> str:
     return "default"
 
 
+def _multi_worker_strategy_class():
+    import tensorflow as tf
+
+    class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """MultiWorkerMirroredStrategy whose ``reduce`` also takes what Keras 3 ``fit``
+        passes it (keras-team/keras#20585): a nested ``(x, y)`` batch when building the
+        model, and per-replica scalars (loss, metrics) with ``axis=0``. Nested values are
+        reduced leaf by leaf; a scalar has no axis to reduce over, so it is averaged over
+        the replicas. Everything else is MultiWorkerMirroredStrategy's own behaviour."""
+
+        def reduce(self, reduce_op, value, axis):
+            def leaf(v):
+                rank = getattr(self.experimental_local_results(v)[0].shape, "rank", None)
+                return super(KerasMultiWorkerMirroredStrategy, self).reduce(
+                    reduce_op, v, axis=None if rank == 0 else axis)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return KerasMultiWorkerMirroredStrategy
+
+
 def make_strategy(kind: str = "auto") -> StrategyInfo:
     """Create the strategy ``kind`` (``"auto"`` or one of :data:`KINDS`)."""
     import tensorflow as tf
@@ -87,7 +108,7 @@ def make_strategy(kind: str = "auto") -> StrategyInfo:
             raise UsageError("strategy=multi_worker needs TF_CONFIG with a cluster and a task. "
                              "Received: TF_CONFIG unset")
         try:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            strategy = _multi_worker_strategy_class()()
         except RuntimeError as exc:
             raise UsageError(f"MultiWorkerMirroredStrategy must be created before TensorFlow "
                              f"initialises its devices (start a fresh process): {exc}") from exc

@@ -143,13 +143,32 @@ def _run_dir(config, task_name: str) -> Path:
     return run_dir
 
 
-def _distributable(ds, repeat: bool):
+def _distributable(ds, batch_size: int, replicas: int, repeat: bool):
+    """Shard by data (works for any source); with several replicas, keep full global batches
+    only, so that every replica (and worker) gets an equal, non-empty share of each batch.
+    The in-fit validation then skips the last partial batch; the final evaluation does not."""
     import tensorflow as tf
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
+    if replicas > 1:
+        ds = ds.rebatch(batch_size, drop_remainder=True)
     return ds.repeat() if repeat else ds
+
+
+def _global_batch(n_samples: int, batch_size: int, replicas: int) -> int:
+    """The global batch size for ``replicas``: a multiple of it, and no larger than a dataset
+    smaller than one batch (Keras builds a distributed model from the mean of the replicas'
+    first batches, which must therefore have equal shapes)."""
+    if replicas == 1:
+        return batch_size
+    if batch_size % replicas:
+        raise UsageError(f"batch_size is the global batch and must be a multiple of the "
+                         f"{replicas} replicas. Received: batch_size={batch_size}")
+    if n_samples < batch_size:
+        return max(replicas, n_samples // replicas * replicas)
+    return batch_size
 
 
 def _steps(ds, n_samples: int, batch_size: int, cap: int | None) -> int:
@@ -226,13 +245,15 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
             extra={"preprocessing": to_dict(backbone.spec.preprocessing),
                    "backbone_args": to_dict(backbone.spec.arch), "precision": policy})
 
-        train_ds = _distributable(task.make_tf_dataset(train_set, batch_size=config.batch_size,
-                                                       training=True),
-                                  repeat=config.steps_per_epoch is not None)
-        val_ds = (_distributable(task.make_tf_dataset(val_set, batch_size=config.batch_size,
-                                                      training=False), repeat=False)
-                  if len(val_set) else None)
-        steps = _steps(train_ds, len(train_set), config.batch_size, config.steps_per_epoch)
+        train_bs = _global_batch(len(train_set), config.batch_size, info.replicas)
+        val_bs = _global_batch(len(val_set), config.batch_size, info.replicas)
+        train_ds = _distributable(
+            task.make_tf_dataset(train_set, batch_size=train_bs, training=True), train_bs,
+            info.replicas, repeat=config.steps_per_epoch is not None)
+        val_ds = (_distributable(
+            task.make_tf_dataset(val_set, batch_size=val_bs, training=False), val_bs,
+            info.replicas, repeat=False) if len(val_set) else None)
+        steps = _steps(train_ds, len(train_set), train_bs, config.steps_per_epoch)
 
         if info.is_chief:
             resolved = dict(to_dict(config), task=to_dict(task.config))
@@ -281,11 +302,12 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
                     restore_optimizer(checkpoint, model.optimizer, model.trainable_variables,
                                       str(ckpt_path))
             state.phase = phase
-            fit = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
-                            steps_per_epoch=steps if config.steps_per_epoch else None,
-                            shuffle=False,  # the task's dataset shuffles
-                            callbacks=[*engine_callbacks, *callbacks],
-                            verbose=_verbose(config, info.is_chief))
+            with info.strategy.scope():
+                fit = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
+                                steps_per_epoch=steps if config.steps_per_epoch else None,
+                                shuffle=False,  # the task's dataset shuffles
+                                callbacks=[*engine_callbacks, *callbacks],
+                                verbose=_verbose(config, info.is_chief))
             n = len(next(iter(fit.history.values()), []))
             history += [{k: float(v[i]) for k, v in fit.history.items()} for i in range(n)]
 
