@@ -135,6 +135,19 @@ class Task(abc.ABC):
         """Score ``model`` over the whole dataset; write plots to ``out_dir`` if given."""
 
     # === Inference ===
+    def default_model(self):
+        """The ready-made model ``visionsuite run|predict <task>`` uses when no ``--model`` is
+        given, or ``None`` when the task has none (then ``--model`` is required).
+
+        The object returned has ``metadata`` (a :class:`~visionsuite.models.ModelMetadata`:
+        task, class names, square ``input_size``) and ``predict(batch)``, which maps float32
+        RGB pixels in ``[0, 255]`` of shape ``(B, S, S, 3)`` (what :meth:`preprocess` makes,
+        stacked) to a NumPy array of raw outputs ``(B, ...)`` whose rows :meth:`postprocess`
+        takes. It does its own normalisation and runtime choice. Creating it may fetch files
+        into the cache (and raise :class:`~visionsuite.assets.AssetError` offline).
+        """
+        return None
+
     def preprocess(self, image_rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, dict]:
         """Turn one RGB uint8 image into a model input (float32, ``(size, size, 3)``)."""
         import cv2
@@ -145,7 +158,13 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]) -> Prediction:
-        """Turn one raw model output (no batch axis) into a :class:`Prediction`."""
+        """Turn one raw model output (no batch axis) into a :class:`Prediction`.
+
+        ``meta`` is the dict :meth:`preprocess` returned; the stream engine and ``predict``
+        add ``source`` (a stable id of the input: file path, URL, camera index) and
+        ``frame`` (the frame index) when they know them, so that a task can keep per-stream
+        state (e.g. temporal smoothing) and name per-frame outputs.
+        """
 
     @abc.abstractmethod
     def render(self, image_bgr: np.ndarray, prediction: Prediction) -> np.ndarray:
