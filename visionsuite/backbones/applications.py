@@ -40,14 +40,15 @@ def build_application(constructor: Callable[..., keras.Model], input_shape, weig
             of non-trainable preprocessing state).
         **kwargs: passed to ``constructor``.
     """
+    # Fetch first: a missing, undownloadable file fails before any model is built.
+    path = fetch_keras_weights(imagenet_weights) if weights == "imagenet" else None
     inputs = keras.Input(tuple(input_shape), name="image")
     x = inputs
     if pixel_normalization is not None:
         x = PixelNormalization.from_spec(pixel_normalization, name="pixel_normalization")(x)
     base = constructor(include_top=False, weights=None, input_tensor=x,
                        input_shape=tuple(input_shape), **kwargs)
-    if weights == "imagenet":
-        path = fetch_keras_weights(imagenet_weights)
+    if path is not None:
         load_weights_file(base, path, what="ImageNet weights")
     if after_load is not None:
         after_load(base)
