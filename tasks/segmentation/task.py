@@ -1,0 +1,374 @@
+"""The semantic segmentation task: one class per pixel."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from visionsuite.data import augment
+from visionsuite.errors import DataError, ModelError, UsageError
+from visionsuite.task import Dataset, Prediction, Task, TaskConfig
+from visionsuite_tasks.segmentation import readers
+from visionsuite_tasks.segmentation.readers import IGNORE
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationConfig(TaskConfig):
+    """Options of the segmentation task (``--set task.<key>=value`` / YAML ``task:``)."""
+
+    # (int) side of the square model input, in pixels
+    image_size: int = 256
+    # (str) decoder head: "lraspp" (light, real time), "deeplabv3_plus" or "unet"
+    head: typing.Literal["lraspp", "deeplabv3_plus", "unet"] = "lraspp"
+    # (int) width of the head's convolutions
+    head_channels: int = 128
+    # (int) stride of the context features (32, 16 or 8; deeplabv3_plus and lraspp)
+    output_stride: int = 16
+    # (float) dropout before the classifier, in [0, 1)
+    dropout: float = 0.1
+    # (str) "cross_entropy", "dice", "focal" or "ce_dice"
+    loss: typing.Literal["cross_entropy", "dice", "focal", "ce_dice"] = "cross_entropy"
+    # (float) focal loss gamma
+    focal_gamma: float = 2.0
+    # (bool) weight the loss by inverse class frequency in the training masks
+    class_weights: bool = False
+    # (str) class-map YAML; default: classes.yaml next to the data
+    class_map: str = ""
+    # (bool) read every mask when loading a dataset: check values and sizes, count pixels
+    check_masks: bool = True
+    # (float) training augmentation strength in [0, 1]: 0 = resize (+ flip) only
+    augment: float = 0.5
+    # (bool) random horizontal flips while training
+    hflip: bool = True
+    # (bool) colour jitter while training
+    color_jitter: bool = True
+    # (bool) random rotation / shear while training
+    affine: bool = True
+    # (float) temporal smoothing of class probabilities across frames of a stream: weight
+    # of the previous frames' average (EMA), in [0, 1); 0 = off
+    smoothing: float = 0.0
+    # (float) opacity of the coloured overlay, in [0, 1]
+    alpha: float = 0.5
+    # (bool) draw the legend (class colours and area fractions)
+    legend: bool = True
+    # (str) folder where each predicted mask is written as a palette PNG ("" = none)
+    mask_dir: str = ""
+    # (int) rows of the sample-prediction grid written by evaluate
+    eval_samples: int = 6
+
+    def __post_init__(self):
+        checks = [
+            (self.image_size >= 32, "image_size must be >= 32", "image_size"),
+            (self.head_channels >= 4, "head_channels must be >= 4", "head_channels"),
+            (self.output_stride in (8, 16, 32), "output_stride must be 8, 16 or 32",
+             "output_stride"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)", "dropout"),
+            (self.focal_gamma >= 0, "focal_gamma must be >= 0", "focal_gamma"),
+            (0.0 <= self.augment <= 1.0, "augment must be in [0, 1]", "augment"),
+            (0.0 <= self.smoothing < 1.0, "smoothing must be in [0, 1)", "smoothing"),
+            (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]", "alpha"),
+            (self.eval_samples >= 0, "eval_samples must be >= 0", "eval_samples"),
+        ]
+        for ok, message, key in checks:
+            if not ok:
+                raise UsageError(f"segmentation: {message}. Received: {key}={getattr(self, key)!r}")
+
+
+@dataclasses.dataclass
+class SegmentationPrediction(Prediction):
+    """The class mask of one image at its own size, and the share of each class.
+
+    Args:
+        classes: class names (index order of ``mask``).
+        mask: ``(H, W)`` uint8 class indices.
+        fractions: fraction of the image's pixels in each class.
+        meta: what ``preprocess`` (and the stream engine) recorded: size, source, frame.
+    """
+
+    mask: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    fractions: list[float] = dataclasses.field(default_factory=list)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation on any backbone: DeepLabV3+, LR-ASPP or a U-Net decoder.
+
+    The model takes RGB pixels in ``[0, 255]`` (input ``"image"``) and returns per-pixel
+    class probabilities at the input resolution (output ``"probabilities"``). Datasets are
+    image + mask folders or CSV manifests with a class-map YAML (see
+    :mod:`visionsuite_tasks.segmentation.readers`). Without ``--model``, ``visionsuite run
+    segmentation`` uses MediaPipe's selfie (person) segmentation (:meth:`default_model`).
+
+    Args:
+        config: a :class:`SegmentationConfig`; ``None`` uses the defaults.
+
+    Example:
+        >>> task = SegmentationTask(SegmentationConfig(image_size=128, head="lraspp"))
+        >>> train = task.load_dataset("datasets/shapes", split="train")
+        >>> model = task.build_model(build_backbone("mobilenet_v3_large", (128, 128, 3)),
+        ...                          train.classes)
+        >>> model.compile("adam", task.loss(train.classes, train), task.metrics(train.classes))
+        >>> model.fit(task.make_tf_dataset(train, batch_size=16, training=True))
+    """
+
+    name = "segmentation"
+    Config = SegmentationConfig
+    dataset_formats = readers.FORMATS
+
+    def __init__(self, config: SegmentationConfig | None = None):
+        super().__init__(config)
+        self._ema: dict[str, np.ndarray] = {}
+        self._ema_lock = threading.Lock()
+        self._mask_counter = 0
+
+    # === Data ===
+    def load_dataset(self, path, *, split=None, format=None, strict=False) -> Dataset:
+        """Read a dataset (formats: :data:`~visionsuite_tasks.segmentation.readers.FORMATS`)."""
+        from visionsuite.data.images import warn_skipped
+
+        data = readers.read_dataset(path, split=split, format=format, strict=strict,
+                                    class_map=self.config.class_map or None,
+                                    check_masks=self.config.check_masks)
+        warn_skipped(data.skipped, str(path))
+        return data
+
+    def train_transforms(self):
+        # Geometric steps apply to image and mask jointly (nearest-neighbour for the mask).
+        return augment.train_transform(self.config.image_size, strength=self.config.augment,
+                                       hflip=self.config.hflip,
+                                       color_jitter=self.config.color_jitter,
+                                       affine=self.config.affine)
+
+    def eval_transforms(self):
+        return augment.eval_transform(self.config.image_size)
+
+    def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
+                        seed: int = 0):
+        """Batches of ``(images float32 (B, S, S, 3) in [0, 255], masks int32 (B, S, S))``;
+        ignored pixels hold 255."""
+        import tensorflow as tf
+
+        from visionsuite.data.pipeline import load_rgb, make_tf_dataset
+
+        def load(sample):
+            target = sample.target
+            if not isinstance(target, readers.MaskTarget):
+                raise DataError(f"{sample.source or sample.image}: a segmentation sample needs "
+                                f"a mask target. Received: {type(target).__name__}")
+            image = load_rgb(sample)
+            mask = readers.read_mask(target.path, target.class_map, check=False)
+            if mask.shape != image.shape[:2]:
+                raise DataError(f"mask {target.path} is {mask.shape[1]}x{mask.shape[0]} but its "
+                                f"image {sample.image} is {image.shape[1]}x{image.shape[0]}")
+            return {"image": image, "mask": mask}
+
+        def to_arrays(out, sample):
+            return out["image"], out["mask"]
+
+        size = self.config.image_size
+        signature = (tf.TensorSpec((size, size, 3), tf.float32),
+                     tf.TensorSpec((size, size), tf.int32))
+        transform = self.train_transforms() if training else self.eval_transforms()
+        return make_tf_dataset(dataset, output_signature=signature, batch_size=batch_size,
+                               training=training, load=load, transform=transform,
+                               to_arrays=to_arrays, seed=seed)
+
+    # === Model ===
+    def build_model(self, backbone, classes: Sequence[str]):
+        from visionsuite_tasks.segmentation.models import build_head
+
+        cfg = self.config
+        shape = tuple(backbone.spec.input_shape)
+        if shape != (cfg.image_size, cfg.image_size, 3):
+            raise UsageError(f"the backbone was built for input {shape} but the task uses "
+                             f"image_size={cfg.image_size}. Received: input_shape={shape}")
+        if len(classes) < 2:
+            raise DataError(f"segmentation needs at least 2 classes. Received: classes={list(classes)}")
+        return build_head(cfg.head, backbone, len(classes), channels=cfg.head_channels,
+                          output_stride=cfg.output_stride, dropout=cfg.dropout)
+
+    def loss(self, classes: Sequence[str], dataset: Dataset | None = None):
+        from visionsuite_tasks.segmentation.losses import make_loss
+
+        weights = None
+        if self.config.class_weights:
+            if dataset is None:
+                raise UsageError("class_weights=true needs the training set to count pixels")
+            weights = readers.class_weights(dataset).tolist()
+        return make_loss(self.config.loss, ignore_index=IGNORE, class_weights=weights,
+                         focal_gamma=self.config.focal_gamma)
+
+    def metrics(self, classes: Sequence[str]) -> list:
+        from visionsuite_tasks.segmentation.metrics import fit_metrics
+
+        return fit_metrics(len(classes), IGNORE)
+
+    def evaluate(self, model, dataset: Dataset, out_dir: Path | None = None, *,
+                 batch_size: int = 32) -> dict[str, float]:
+        """mIoU, pixel accuracy and mean Dice from one confusion matrix over every pixel of
+        ``dataset`` (at the model's input size; masks resized with nearest neighbour). With
+        ``out_dir``: ``metrics.json`` (per-class IoU / Dice, confusion matrix),
+        ``confusion_matrix.png`` and ``samples.png`` (image, truth, prediction)."""
+        from visionsuite_tasks.segmentation import metrics as seg_metrics
+        from visionsuite_tasks.segmentation.render import class_colors
+
+        n = len(dataset.classes)
+        units = int(model.outputs[0].shape[-1])
+        if units != n:
+            raise ModelError(f"the model has {units} output classes but the dataset has {n} "
+                             f"({', '.join(dataset.classes[:10])})")
+        ds = self.make_tf_dataset(dataset, batch_size=batch_size, training=False)
+        cm = np.zeros((n, n), np.int64)
+        keep = self.config.eval_samples if out_dir is not None else 0
+        shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for x, y in ds:
+            probs = np.asarray(model.predict_on_batch(x))
+            pred = probs.argmax(axis=-1).astype(np.uint8)
+            y = y.numpy()
+            cm += seg_metrics.confusion_matrix(y, pred, n, IGNORE)
+            for i in range(min(len(pred), keep - len(shown))):
+                shown.append((x[i].numpy().astype(np.uint8), y[i].astype(np.uint8), pred[i]))
+        report = seg_metrics.scores(cm, dataset.classes)
+        report["num_samples"] = len(dataset)
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            seg_metrics.plot_confusion_matrix(cm, dataset.classes, out_dir / "confusion_matrix.png")
+            if shown:
+                seg_metrics.plot_samples(*zip(*shown), class_colors(dataset.classes),
+                                         out_dir / "samples.png", IGNORE)
+            seg_metrics.write_json(report, out_dir / "metrics.json")
+        out = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
+        for name, row in report["per_class"].items():
+            if row["iou"] is not None:
+                out[f"iou/{name}"] = row["iou"]
+        return out
+
+    # === Inference ===
+    def default_model(self):
+        """MediaPipe's selfie segmentation (classes background / person), run by LiteRT;
+        fetched once from the ``mediapipe==0.10.21`` wheel (see
+        :mod:`visionsuite_tasks.segmentation.pretrained`)."""
+        from visionsuite_tasks.segmentation.pretrained import SelfieSegmenter
+
+        return SelfieSegmenter()
+
+    def reset(self, source: str | None = None) -> None:
+        """Forget the temporal-smoothing state of ``source`` (all sources when ``None``)."""
+        with self._ema_lock:
+            if source is None:
+                self._ema.clear()
+            else:
+                self._ema.pop(str(source), None)
+
+    def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]):
+        """Class probabilities ``(S, S, C)`` -> a :class:`SegmentationPrediction` at the
+        image's size (``meta["height"]``, ``meta["width"]``).
+
+        With ``smoothing > 0`` the probabilities are averaged over time (EMA) per
+        ``meta["source"]`` before the argmax; the state restarts when the shape changes.
+        """
+        import cv2
+
+        probs = np.asarray(raw, dtype=np.float32)
+        if probs.ndim == 4 and probs.shape[0] == 1:
+            probs = probs[0]
+        if probs.ndim != 3 or probs.shape[-1] != len(classes):
+            raise ModelError(f"a segmentation model outputs (H, W, {len(classes)}) class "
+                             f"probabilities. Received: shape={tuple(probs.shape)}")
+        s = self.config.smoothing
+        if s > 0:
+            key = str(meta.get("source", ""))
+            with self._ema_lock:
+                prev = self._ema.get(key)
+                if prev is not None and prev.shape == probs.shape:
+                    probs = s * prev + (1.0 - s) * probs
+                self._ema[key] = probs
+        h, w = int(meta.get("height", probs.shape[0])), int(meta.get("width", probs.shape[1]))
+        if (h, w) != probs.shape[:2]:  # upsample probabilities, not labels: smooth edges
+            probs = cv2.resize(probs, (w, h), interpolation=cv2.INTER_LINEAR)
+            if probs.ndim == 2:  # cv2 drops a single channel axis
+                probs = probs[..., None]
+        mask = probs.argmax(axis=-1).astype(np.uint8)
+        counts = np.bincount(mask.reshape(-1), minlength=len(classes))[: len(classes)]
+        fractions = (counts / max(mask.size, 1)).tolist()
+        return SegmentationPrediction(classes=list(classes), mask=mask, fractions=fractions,
+                                      meta=dict(meta))
+
+    def render(self, image_bgr: np.ndarray, prediction: SegmentationPrediction) -> np.ndarray:
+        """The frame with a coloured overlay (``alpha``; background left clear) and a legend
+        of the classes present with their area fractions."""
+        import cv2
+
+        from visionsuite_tasks.segmentation.render import (background_index, class_colors,
+                                                           draw_legend, overlay)
+
+        mask = prediction.mask
+        if mask.shape != image_bgr.shape[:2]:
+            mask = cv2.resize(mask, (image_bgr.shape[1], image_bgr.shape[0]),
+                              interpolation=cv2.INTER_NEAREST)
+        colors = class_colors(prediction.classes)
+        bg = background_index(prediction.classes)
+        out = overlay(image_bgr, mask, colors, alpha=self.config.alpha, skip=bg)
+        if self.config.legend:
+            shown = [k for k in range(len(prediction.classes))
+                     if k != bg and prediction.fractions[k] > 0]
+            if len(prediction.classes) <= 8:  # small label sets: always the full legend
+                shown = [k for k in range(len(prediction.classes)) if k != bg]
+            shown = sorted(shown, key=lambda k: -prediction.fractions[k])[:12]
+            draw_legend(out, [prediction.classes[k] for k in shown], colors[shown],
+                        [prediction.fractions[k] for k in shown])
+        return out
+
+    def to_record(self, prediction: SegmentationPrediction) -> dict:
+        """``{"fractions": {class: share of pixels}, "dominant": class}`` plus ``"mask"``
+        (the PNG written) when ``mask_dir`` is set."""
+        fractions = {name: round(float(f), 6) for name, f in
+                     zip(prediction.classes, prediction.fractions)}
+        from visionsuite_tasks.segmentation.render import background_index
+
+        bg = background_index(prediction.classes)
+        fg = [k for k in range(len(prediction.classes)) if k != bg]
+        dominant = max(fg, key=lambda k: prediction.fractions[k]) if fg else None
+        record = {"fractions": fractions,
+                  "dominant": prediction.classes[dominant] if dominant is not None and
+                  prediction.fractions[dominant] > 0 else None}
+        if self.config.mask_dir:
+            record["mask"] = str(self.write_mask(prediction, self.config.mask_dir))
+        return record
+
+    def write_mask(self, prediction: SegmentationPrediction, folder: str | Path,
+                   stem: str | None = None) -> Path:
+        """Write the mask as a palette PNG (pixel value = class index, coloured in viewers)
+        into ``folder``; the name comes from ``stem``, else the prediction's source and frame,
+        else a counter. Atomic."""
+        import os
+
+        from PIL import Image
+
+        from visionsuite_tasks.segmentation.render import class_colors
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if stem is None:
+            meta = prediction.meta
+            src = Path(str(meta.get("source", "") or meta.get("path", ""))).stem or "mask"
+            if "frame" in meta:
+                stem = f"{src}_{int(meta['frame']):06d}"
+            else:
+                with self._ema_lock:
+                    self._mask_counter += 1
+                    stem = f"{src}_{self._mask_counter:06d}"
+        path = folder / f"{stem}.png"
+        img = Image.fromarray(np.ascontiguousarray(prediction.mask, np.uint8), mode="P")
+        palette = np.zeros((256, 3), np.uint8)
+        palette[: len(prediction.classes)] = class_colors(prediction.classes)
+        img.putpalette(palette.reshape(-1).tolist())
+        tmp = path.with_name(f".{path.stem}.part.png")
+        img.save(tmp)
+        os.replace(tmp, path)
+        return path
