@@ -32,7 +32,8 @@ def discover(group: str = TASK_GROUP) -> tuple[dict[str, PluginInfo], list[str]]
     """
     found: dict[str, PluginInfo] = {}
     problems: list[str] = []
-    for ep in sorted(metadata.entry_points(group=group), key=lambda e: (e.name, e.value)):
+    # Stable sort by name: for a duplicated name the distribution first on sys.path wins.
+    for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
         info = PluginInfo(ep.name, ep.value, dist, ep)
         if ep.name in found:
