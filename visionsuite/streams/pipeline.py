@@ -1,0 +1,591 @@
+"""The stream pipeline: capture -> preprocess -> batched inference -> postprocess + render ->
+sinks, each stage in its own thread, joined by small bounded buffers.
+
+Stages overlap, so throughput is set by the slowest stage (normally inference), not by the sum
+of the stages. Buffers are bounded, so memory stays flat however long the stream.
+
+Between capture and inference, each source has its own buffer with its drop policy:
+
+* files and image folders never drop: a full buffer makes the reader wait;
+* live sources (cameras, URLs) under the ``"newest"`` policy (default) keep only the newest
+  frame -- at capture *and* after preprocessing -- so a frame waits at most for the inference
+  that is running when it arrives: capture-to-result latency stays under about two inference
+  times even when the model is slower than the camera. ``"queue"`` keeps up to
+  ``queue_size`` frames and makes the reader wait instead (the stream's own buffers fill).
+
+Each stage is timed (mean, p50, p95 in ms) and capture-to-result latency is measured per frame;
+:attr:`Stream.stats` holds them after the run (and :func:`format_stats` prints them).
+
+Example:
+    >>> import visionsuite
+    >>> for result in visionsuite.run("classification", "video.mp4",
+    ...                               model="imagenet:efficientnet_lite0"):
+    ...     print(result.index, result.record["label"])
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from visionsuite.errors import UsageError, VisionsuiteError
+from visionsuite.streams.sources import POLICIES, Frame, Source, open_source
+
+log = logging.getLogger("visionsuite.streams")
+
+_END = object()
+
+
+@dataclasses.dataclass
+class StreamResult:
+    """One processed frame."""
+
+    # (str) the source's name (URL passwords masked)
+    source: str
+    # (int) position of the source in the run's source list
+    source_id: int
+    # (int) frame index in its source
+    index: int
+    # (float) seconds: position in a file, Unix time for live sources, 0 for images
+    timestamp: float
+    # the task's Prediction
+    prediction: object
+    # (dict) the task's JSON record of the prediction
+    record: dict
+    # (float) seconds from capture to result
+    latency: float
+    # (np.ndarray | None) the annotated BGR frame (when rendering is on)
+    frame: np.ndarray | None = None
+    # (str | None) the image file, for folder and glob sources
+    path: str | None = None
+
+    def to_json(self) -> dict:
+        out = {"source": self.source, "frame": self.index, "timestamp": round(self.timestamp, 6),
+               "latency_ms": round(self.latency * 1000, 3), "result": self.record}
+        if self.path is not None:
+            out["path"] = self.path
+        return out
+
+
+class _Timer:
+    """Durations of one stage: count and total exactly, percentiles over the last 20,000."""
+
+    def __init__(self):
+        self.count = 0
+        self.total = 0.0
+        self.recent = collections.deque(maxlen=20000)
+
+    def add(self, seconds: float, n: int = 1):
+        self.count += n
+        self.total += seconds
+        per = seconds / max(n, 1)
+        self.recent.extend([per] * n)
+
+    def summary(self) -> dict:
+        if not self.count:
+            return {"count": 0}
+        a = np.asarray(self.recent) * 1000
+        return {"count": self.count, "mean_ms": round(self.total / self.count * 1000, 3),
+                "p50_ms": round(float(np.percentile(a, 50)), 3),
+                "p95_ms": round(float(np.percentile(a, 95)), 3),
+                "max_ms": round(float(a.max()), 3)}
+
+
+class _Hub:
+    """Per-source buffers between two stages, served round-robin.
+
+    A "newest" buffer keeps one item (a new one replaces it, counted as dropped); a "queue"
+    buffer holds up to ``capacity`` items and makes ``put`` wait.
+    """
+
+    def __init__(self, policies: Sequence[str], capacity: int, stop: threading.Event):
+        self.policies = list(policies)
+        self.capacity = max(1, int(capacity))
+        self.stop = stop
+        self.buffers = [collections.deque() for _ in policies]
+        self.open = set(range(len(policies)))
+        self.dropped = [0] * len(policies)
+        self.cond = threading.Condition()
+        self._next = 0
+
+    def put(self, sid: int, item) -> bool:
+        with self.cond:
+            buf = self.buffers[sid]
+            if self.policies[sid] == "newest":
+                self.dropped[sid] += len(buf)
+                buf.clear()
+            else:
+                while len(buf) >= self.capacity and not self.stop.is_set():
+                    self.cond.wait(0.1)
+            if self.stop.is_set():
+                return False
+            buf.append(item)
+            self.cond.notify_all()
+            return True
+
+    def finish(self, sid: int):
+        with self.cond:
+            self.open.discard(sid)
+            self.cond.notify_all()
+
+    def get(self, max_items: int = 1) -> list | None:
+        """Up to ``max_items`` items (at least one; never waits for more), ``None`` at the
+        end of every source or on stop."""
+        n = len(self.buffers)
+        with self.cond:
+            while not self.stop.is_set():
+                items = []
+                while len(items) < max_items:
+                    for k in range(n):
+                        sid = (self._next + k) % n
+                        if self.buffers[sid]:
+                            items.append(self.buffers[sid].popleft())
+                            self._next = (sid + 1) % n
+                            break
+                    else:
+                        break
+                if items:
+                    self.cond.notify_all()
+                    return items
+                if not self.open:
+                    return None
+                self.cond.wait(0.1)
+            return None
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    """The next item, or ``_END`` once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _END
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Stream:
+    """A running pipeline over one or more sources; iterate it to get :class:`StreamResult` s.
+
+    Normally made by :func:`run`. Iterating starts the threads; leaving the loop (``break``,
+    an exception, :meth:`stop`) stops them and closes the sources and sinks.
+
+    Args:
+        task: a :class:`~visionsuite.task.Task` instance.
+        model: an :class:`~visionsuite.runtime.InferenceModel`.
+        sources: opened :class:`~visionsuite.streams.sources.Source` objects.
+        sinks: :class:`~visionsuite.streams.sinks.Sink` objects fed in the sink thread.
+        policy: drop policy of live sources, "newest" or "queue".
+        queue_size: capacity of the buffers that do not drop.
+        render: draw predictions on ``result.frame`` (on when a sink needs frames).
+        progress: tqdm bars with ETA for file and folder sources (``None``: when stderr is a
+            terminal).
+        max_frames: stop after this many results.
+    """
+
+    def __init__(self, task, model, sources: Sequence[Source], *, sinks: Sequence = (),
+                 policy: str = "newest", queue_size: int = 8, render: bool = False,
+                 progress: bool | None = None, max_frames: int | None = None):
+        if policy not in POLICIES:
+            raise UsageError(f"policy must be one of {', '.join(POLICIES)}. "
+                             f"Received: policy={policy!r}")
+        if queue_size < 1:
+            raise UsageError(f"queue_size must be >= 1. Received: queue_size={queue_size}")
+        self.task = task
+        self.model = model
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        self.policy = policy
+        self.queue_size = int(queue_size)
+        self.render = render or any(s.needs_frame for s in self.sinks)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.max_frames = max_frames
+        self.stats: dict = {}
+        self.stopped_by: str | None = None
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._timers = {k: _Timer() for k in ("capture", "preprocess", "inference",
+                                               "postprocess", "render", "sinks")}
+        self._latency = _Timer()
+        self._running = False
+
+    # === Control ===
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask every stage to stop (thread-safe, also from a signal handler)."""
+        if self.stopped_by is None:
+            self.stopped_by = reason
+        self._stop.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop("closed")
+
+    def _fail(self, exc: BaseException):
+        self._errors.append(exc)
+        self.stop("error")
+
+    # === Stages ===
+    def _capture(self, source: Source, hub: _Hub):
+        timer = self._timers["capture"]
+        try:
+            it = source.frames(self._stop)
+            while True:
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                if frame is None:
+                    break
+                timer.add(time.perf_counter() - t0)
+                if not hub.put(source.source_id, frame):
+                    break
+        except Exception as exc:  # one broken source ends alone
+            log.warning("%s: stopped reading (%s: %s)", source.name, type(exc).__name__, exc)
+            source.counts["failed"] += 1
+        finally:
+            source.close()
+            hub.finish(source.source_id)
+
+    def _preprocess(self, raw: _Hub, ready: _Hub):
+        import cv2
+
+        timer, size = self._timers["preprocess"], self.model.input_size
+        try:
+            while True:
+                items = raw.get(1)
+                if items is None:
+                    break
+                frame: Frame = items[0]
+                t0 = time.perf_counter()
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+                x, meta = self.task.preprocess(rgb, size)
+                x = np.asarray(x, np.float32)
+                timer.add(time.perf_counter() - t0)
+                if not ready.put(frame.source_id, (frame, x, meta)):
+                    break
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            for sid in range(len(self.sources)):
+                ready.finish(sid)
+
+    def _infer(self, ready: _Hub, out: queue.Queue):
+        timer = self._timers["inference"]
+        try:
+            while True:
+                items = ready.get(self.model.batch_size)
+                if items is None:
+                    break
+                batch = np.stack([x for _, x, _ in items])
+                t0 = time.perf_counter()
+                raw = self.model(batch)
+                timer.add(time.perf_counter() - t0, len(items))
+                if not _put(out, (items, raw), self._stop):
+                    break
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            _put(out, _END, self._stop)
+
+    def _postprocess(self, inp: queue.Queue, out: queue.Queue):
+        post, draw = self._timers["postprocess"], self._timers["render"]
+        classes = self.model.metadata.classes
+        names = {s.source_id: s.name for s in self.sources}
+        try:
+            while True:
+                got = _get(inp, self._stop)
+                if got is _END:
+                    break
+                items, raw = got
+                for i, (frame, _, meta) in enumerate(items):
+                    t0 = time.perf_counter()
+                    one = [r[i] for r in raw] if isinstance(raw, list) else raw[i]
+                    prediction = self.task.postprocess(one, meta, classes)
+                    record = self.task.to_record(prediction)
+                    t1 = time.perf_counter()
+                    post.add(t1 - t0)
+                    image = None
+                    if self.render:
+                        image = self.task.render(frame.image, prediction)
+                        draw.add(time.perf_counter() - t1)
+                    done = time.perf_counter()
+                    result = StreamResult(names[frame.source_id], frame.source_id, frame.index,
+                                          frame.timestamp, prediction, record,
+                                          done - frame.captured, image, frame.path)
+                    self._latency.add(result.latency)
+                    if not _put(out, result, self._stop):
+                        return
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            _put(out, _END, self._stop)
+
+    def _sink(self, inp: queue.Queue, out: queue.Queue):
+        timer = self._timers["sinks"]
+        try:
+            while True:
+                result = _get(inp, self._stop)
+                if result is _END:
+                    break
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(result)
+                timer.add(time.perf_counter() - t0)
+                if not _put(out, result, self._stop):
+                    break
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._close_sinks()
+            _put(out, _END, self._stop)
+
+    def _close_sinks(self):
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # close the others anyway
+                self._errors.append(exc)
+
+    # === Driver ===
+    def __iter__(self) -> Iterator[StreamResult]:
+        if self._running:
+            raise UsageError("a Stream can be iterated once")
+        self._running = True
+        n = len(self.sources)
+        policies = [self.policy if s.live else "queue" for s in self.sources]
+        raw = _Hub(policies, self.queue_size, self._stop)
+        ready = _Hub(policies, max(2, self.model.batch_size), self._stop)
+        inferred: queue.Queue = queue.Queue(maxsize=2)
+        rendered: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        results: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        threads = [threading.Thread(target=self._capture, args=(s, raw), daemon=True,
+                                    name=f"vs-capture-{s.source_id}") for s in self.sources]
+        threads += [
+            threading.Thread(target=self._preprocess, args=(raw, ready), daemon=True,
+                             name="vs-preprocess"),
+            threading.Thread(target=self._infer, args=(ready, inferred), daemon=True,
+                             name="vs-inference"),
+            threading.Thread(target=self._postprocess, args=(inferred, rendered), daemon=True,
+                             name="vs-postprocess"),
+        ]
+        sink_thread = threading.Thread(target=self._sink, args=(rendered, results), daemon=True,
+                                       name="vs-sinks")
+        threads.append(sink_thread)
+        bars = self._bars()
+        rss = [_rss_mb()]
+        started, frames, last_rss = time.perf_counter(), 0, time.monotonic()
+        per_source = [0] * n
+        for t in threads:
+            t.start()
+        try:
+            while True:
+                try:
+                    result = results.get(timeout=0.1)
+                except queue.Empty:
+                    if not sink_thread.is_alive() and results.empty():
+                        break
+                    continue
+                if result is _END:
+                    break
+                frames += 1
+                per_source[result.source_id] += 1
+                if bars[result.source_id] is not None:
+                    bars[result.source_id].update(1)
+                if time.monotonic() - last_rss > 1.0:
+                    rss.append(_rss_mb())
+                    last_rss = time.monotonic()
+                yield result
+                if self.max_frames and frames >= self.max_frames:
+                    self.stop("max_frames")
+                    break
+        finally:
+            if self.stopped_by is None and not self._errors:
+                self.stopped_by = "end of input"
+            self._stop.set()
+            for t in threads:
+                t.join(timeout=5.0)
+            if sink_thread.is_alive():  # a stuck sink: close the files from here
+                self._close_sinks()
+            for s in self.sources:
+                s.close()
+            for bar in bars:
+                if bar is not None:
+                    bar.close()
+            rss.append(_rss_mb())
+            wall = time.perf_counter() - started
+            self.stats = self._summary(frames, per_source, wall, raw, ready, rss)
+        if self._errors:
+            exc = self._errors[0]
+            if isinstance(exc, VisionsuiteError):
+                raise exc
+            raise VisionsuiteError(f"the stream failed: {type(exc).__name__}: {exc}") from exc
+
+    def _bars(self):
+        bars = []
+        for s in self.sources:
+            if self.progress and not s.live:
+                from tqdm import tqdm
+
+                bars.append(tqdm(total=s.total, desc=os.path.basename(s.name)[:30] or s.name,
+                                 unit="frame", position=s.source_id, leave=True,
+                                 dynamic_ncols=True))
+            else:
+                bars.append(None)
+        return bars
+
+    def _summary(self, frames, per_source, wall, raw, ready, rss) -> dict:
+        sources = []
+        for s in self.sources:
+            info = s.describe()
+            info["results"] = per_source[s.source_id]
+            info["dropped"] = raw.dropped[s.source_id] + ready.dropped[s.source_id]
+            sources.append(info)
+        rss = [r for r in rss if r is not None]
+        return {
+            "frames": frames,
+            "wall_s": round(wall, 3),
+            "fps": round(frames / wall, 3) if wall > 0 else None,
+            "stopped_by": self.stopped_by,
+            "runtime": self.model.describe(),
+            "batch_size": self.model.batch_size,
+            "policy": self.policy,
+            "sources": sources,
+            "stages": {k: t.summary() for k, t in self._timers.items()},
+            "latency": self._latency.summary(),
+            "rss_mb": ({"start": round(rss[0], 1), "end": round(rss[-1], 1),
+                        "max": round(max(rss), 1)} if rss else None),
+        }
+
+
+def format_stats(stats: dict) -> str:
+    """A few human-readable lines of a run's stats."""
+    lines = [f"{stats['frames']} frames in {stats['wall_s']:.1f} s ({stats['fps'] or 0:.1f} FPS), "
+             f"{stats['stopped_by']}; runtime {stats['runtime']}"]
+    stages = ", ".join(f"{k} {v['mean_ms']:.1f}" for k, v in stats["stages"].items()
+                       if v.get("count"))
+    lines.append(f"stage mean ms: {stages}")
+    lat = stats["latency"]
+    if lat.get("count"):
+        lines.append(f"capture-to-result latency: p50 {lat['p50_ms']:.1f} ms, "
+                     f"p95 {lat['p95_ms']:.1f} ms")
+    for s in stats["sources"]:
+        extra = [f"{s['results']} results"]
+        for key in ("dropped", "skipped", "outages"):
+            if s.get(key):
+                extra.append(f"{s[key]} {key}")
+        if s.get("failed"):
+            extra.append("gave up")
+        lines.append(f"  {s['name']}: {', '.join(extra)}")
+    return "\n".join(lines)
+
+
+def save_stats(stats: dict, path: str | Path) -> Path:
+    """Write ``stats`` as JSON (atomically)."""
+    from visionsuite.runtime.metadata import write_bytes_atomic
+
+    return write_bytes_atomic(Path(path), json.dumps(stats, indent=2, default=str).encode())
+
+
+def run(task, source, *, model=None, runtime: str = "auto", threads: int | None = None,
+        batch_size: int = 1, vid_stride: int = 1, policy: str = "newest", queue_size: int = 8,
+        timeout: float = 10.0, reconnect: int = 5, reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = 10.0, show: bool = False, save=None, results=None,
+        save_frames=None, render: bool = False, progress: bool | None = False,
+        max_frames: int | None = None, task_options: dict | None = None) -> Stream:
+    """Run ``task`` on one or more sources; iterate the returned :class:`Stream` for results.
+
+    Args:
+        task: a task name (``"classification"``) or a Task instance.
+        source: a source spec or a list of them: camera index, video file, URL (rtsp, http(s),
+            udp ...), image folder, glob or image file.
+        model: a model reference (see :func:`visionsuite.runtime.load_runtime`); default: the
+            task's ``default_model`` when it has one.
+        runtime: "auto", "keras", "savedmodel" or "tflite".
+        threads: TFLite interpreter threads.
+        batch_size: frames per inference call.
+        vid_stride: decode every Nth video frame.
+        policy: live sources keep the "newest" frame or a bounded "queue".
+        queue_size: capacity of the bounded buffers.
+        timeout: seconds to open a URL and to wait for a frame.
+        reconnect: reconnection attempts per URL outage; ``reconnect_delay`` /
+            ``reconnect_delay_max``: first and longest backoff wait in seconds.
+        show / save / results / save_frames: sinks (window, annotated video, JSON lines,
+            annotated JPEGs).
+        render: draw predictions on ``result.frame`` even without a frame sink.
+        progress: progress bars for files and folders (``None``: when stderr is a terminal).
+        max_frames: stop after this many results.
+        task_options: task config overrides, e.g. ``{"top_k": 3}``.
+    """
+    from visionsuite.predict import make_task
+    from visionsuite.runtime import load_runtime, resolve_model
+    from visionsuite.streams import sinks as sink_mod
+
+    if model is None:
+        from visionsuite.plugins import get_task_class
+        from visionsuite.task import Task
+
+        cls = type(task) if isinstance(task, Task) else get_task_class(str(task))
+        model = getattr(cls, "default_model", None)
+        if model is None:
+            raise UsageError(f"task {cls.name!r} has no default model; pass one. "
+                             f"Received: model=None")
+    _, metadata = resolve_model(model)
+    task_obj = make_task(task, metadata, str(model), task_options)
+    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not specs:
+        raise UsageError("no source given. Received: source=[]")
+    if save is not None:
+        sink_mod.video_paths(save, len(specs))  # a bad suffix fails before anything opens
+    opened: list[Source] = []
+    try:
+        for i, spec in enumerate(specs):
+            opened.append(open_source(spec, i, vid_stride=vid_stride, timeout=timeout,
+                                      reconnect=reconnect, reconnect_delay=reconnect_delay,
+                                      reconnect_delay_max=reconnect_delay_max))
+        net = load_runtime(model, runtime=runtime, threads=threads, batch_size=batch_size)
+        stream_sinks = []
+        stream = Stream(task_obj, net, opened, policy=policy, queue_size=queue_size,
+                        render=render, progress=progress, max_frames=max_frames)
+        if show:
+            stream_sinks.append(sink_mod.WindowSink(on_quit=lambda: stream.stop("quit")))
+        if save is not None:
+            stream_sinks.append(sink_mod.VideoSink(save, [s.fps for s in opened]))
+        if results is not None:
+            stream_sinks.append(sink_mod.JsonlSink(results))
+        if save_frames is not None:
+            stream_sinks.append(sink_mod.FramesSink(save_frames))
+        stream.sinks = stream_sinks
+        stream.render = render or any(s.needs_frame for s in stream_sinks)
+        return stream
+    except BaseException:
+        for s in opened:
+            s.close()
+        raise
