@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -131,13 +132,13 @@ def _load(task: Task, path: str, split: str, config) -> Dataset:
     return data
 
 
-def _run_dir(config, task_name: str) -> Path:
+def _run_dir(config, task_name: str, check: bool = True) -> Path:
     name = config.name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.runs_dir) / task_name / name
     if config.resume:
         if not (run_dir / CHECKPOINT).is_file():
             raise UsageError(f"cannot resume: no {CHECKPOINT} in {run_dir}. Received: name={name!r}")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif check and run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"run directory {run_dir} already exists; use --resume to continue it "
                          f"or another --name. Received: name={name!r}")
     return run_dir
@@ -206,7 +207,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     policy = resolve_precision(config.precision, info.device)
     keras.utils.set_random_seed(config.seed)
 
-    run_dir = _run_dir(config, task.name)
+    run_dir = _run_dir(config, task.name, check=info.is_chief)
     ckpt_path = run_dir / CHECKPOINT
     checkpoint = read_checkpoint(ckpt_path) if config.resume else None
     # Only the chief writes the run directory; other workers write to a scratch folder.
@@ -327,6 +328,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     if info.is_chief:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
                                                          default=float))
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
     return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
 
 
