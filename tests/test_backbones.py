@@ -165,3 +165,17 @@ def test_conformance_catches_wrong_declared_preprocessing():
     _check_normalization("mobilenet_v3_small", bb, images)  # the declared one matches
     with pytest.raises(ConformanceError, match="normalisation inside the model differs"):
         _check_normalization("mobilenet_v3_small", wrong, images)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_b0"])
+def test_backbone_survives_keras_save_and_safe_load(name, tmp_path):
+    import keras
+
+    model = build_backbone(name, (64, 64, 3)).model
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    images = np.random.default_rng(1).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    before, after = model(images), again(images)
+    for key in before:
+        np.testing.assert_allclose(np.asarray(after[key]), np.asarray(before[key]), atol=1e-5)
