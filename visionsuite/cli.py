@@ -191,6 +191,167 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
         click.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 
 
+# === run / predict / export ===
+def _quiet_video_logs():
+    """OpenCV / FFmpeg warnings would repeat our one-line errors (and could show URLs)."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+@main.command("run")
+@click.argument("task")
+@click.option("--source", "sources", multiple=True, required=True,
+              help="Camera index, video file, URL (rtsp/http(s)/udp...), image folder or glob; "
+                   "repeat for several sources.")
+@click.option("--model", help="A .keras/.tflite file, a SavedModel folder or "
+                              "imagenet:<backbone> (default: the task's default model).")
+@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite"]),
+              default="auto", show_default=True,
+              help="auto: fp32 TFLite on CPU, a compiled tf.function on GPU.")
+@click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--vid-stride", type=int, default=1, show_default=True,
+              help="Decode every Nth video frame (the others are only grabbed).")
+@click.option("--policy", type=click.Choice(["newest", "queue"]), default="newest",
+              show_default=True, help="Live sources: keep the newest frame, or a bounded queue.")
+@click.option("--queue-size", type=int, default=8, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to open a URL / wait for a frame.")
+@click.option("--reconnect", type=int, default=5, show_default=True,
+              help="Reconnection attempts per URL outage (exponential backoff).")
+@click.option("--reconnect-delay-max", type=float, default=10.0, show_default=True,
+              help="Longest wait between reconnection attempts, in seconds.")
+@click.option("--show", is_flag=True, help="Show annotated frames in a window (GUI builds).")
+@click.option("--save", type=click.Path(dir_okay=False), help="Annotated video (.mp4, .avi).")
+@click.option("--results", type=click.Path(dir_okay=False), help="JSON lines, one per frame.")
+@click.option("--save-frames", type=click.Path(file_okay=False), help="Folder of annotated JPEGs.")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False),
+              help="Timings JSON (default: <results or save>.stats.json, else "
+                   "runs/stream/<task>-<time>.stats.json).")
+@click.option("--max-frames", type=int, help="Stop after this many frames.")
+@click.option("--top-k", type=int, help="Labels per frame (tasks with a top_k option).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Task option, e.g. --set top_k=3.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars for files (default: when stderr is a terminal).")
+def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, policy, queue_size,
+            timeout, reconnect, reconnect_delay_max, show, save, results, save_frames,
+            stats_path, max_frames, top_k, overrides, progress):
+    """Run TASK on cameras, video files, network streams or image folders.
+
+    Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
+
+    \b
+    Examples:
+      visionsuite run classification --source 0 --model imagenet:efficientnet_lite0 --show
+      visionsuite run classification --source clip.mp4 --model best.tflite \\
+          --save out.mp4 --results out.jsonl
+      visionsuite run classification --source rtsp://user:pw@cam/stream --source 0 \\
+          --model best.keras --results live.jsonl
+    """
+    import signal
+    import time
+
+    from visionsuite.predict import parse_task_overrides
+    from visionsuite.streams.pipeline import format_stats, run, save_stats
+
+    _quiet_video_logs()
+    options = parse_task_overrides(task, overrides, top_k=top_k)
+    stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
+                 batch_size=batch_size, vid_stride=vid_stride, policy=policy,
+                 queue_size=queue_size, timeout=timeout, reconnect=reconnect,
+                 reconnect_delay_max=reconnect_delay_max, show=show, save=save, results=results,
+                 save_frames=save_frames, progress=progress, max_frames=max_frames,
+                 task_options=options)
+    received = []
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        if received:  # a second signal: stop waiting
+            raise KeyboardInterrupt
+        received.append(signum)
+        stream.stop(name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for _ in stream:
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if stream.stats:
+            first_output = results or save
+            path = Path(stats_path) if stats_path else (
+                Path(str(first_output) + ".stats.json") if first_output else
+                Path("runs") / "stream" / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}.stats.json")
+            save_stats(stream.stats, path)
+            click.echo(format_stats(stream.stats), err=True)
+            click.echo(f"stats: {path}", err=True)
+    if received:
+        sys.exit(128 + received[0])
+
+
+@main.command("predict")
+@click.argument("task")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", help="A .keras/.tflite file, a SavedModel folder or imagenet:<backbone>.")
+@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite"]),
+              default="auto", show_default=True)
+@click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
+@click.option("--top-k", type=int, help="Labels per image (tasks with a top_k option).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task option.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for annotated images and predictions.jsonl.")
+def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
+    """Predict on image files, folders or glob patterns; one summary line per image.
+
+    \b
+    Example:
+      visionsuite predict classification --model imagenet:efficientnet_lite0 cat.jpg photos/
+    """
+    from visionsuite.predict import parse_task_overrides, predict, summarize
+
+    _quiet_video_logs()
+    if model is None:
+        cls = _task(task)
+        model = getattr(cls, "default_model", None)
+        if model is None:
+            raise UsageError(f"--model is required for task {task!r}")
+    options = parse_task_overrides(task, overrides, top_k=top_k)
+    n = 0
+    for item in predict(task, model, list(images), runtime=runtime, threads=threads,
+                        overrides=options, out_dir=out):
+        click.echo(f"{item.path}: {summarize(item.record)}")
+        n += 1
+    if out:
+        click.echo(f"{n} predictions written to {out}", err=True)
+
+
+@main.command("export")
+@click.option("--model", required=True, help="A .keras model (or imagenet:<backbone>).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "tflite"]))
+@click.option("--quantize", type=click.Choice(["fp16", "int8"]), help="TFLite quantisation.")
+@click.option("--calibration-data", type=click.Path(file_okay=False),
+              help="Representative images (needed for int8; also the parity inputs).")
+@click.option("--out", type=click.Path(), help="Output file or folder (default: beside the model).")
+@click.option("--samples", type=int, default=16, show_default=True,
+              help="Inputs for the parity check.")
+def export_cmd(model, fmt, quantize, calibration_data, out, samples):
+    """Export a .keras model to SavedModel or TFLite and check parity against Keras.
+
+    \b
+    Examples:
+      visionsuite export --model best.keras --format tflite
+      visionsuite export --model best.keras --format tflite --quantize int8 \\
+          --calibration-data data/val
+    """
+    from visionsuite.export import export_model, format_report
+
+    report = export_model(model, fmt, quantize=quantize, calibration_data=calibration_data,
+                          out=out, samples=samples)
+    click.echo(format_report(report))
+
+
 def run_cli():  # pragma: no cover - console entry used by tests through subprocess
     main(prog_name="visionsuite")
 

@@ -75,6 +75,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
             source = ImageSource(spec).open()
         except DataError as exc:
             if Path(spec).is_file():  # one unreadable file among others: skip it
+                log.warning("skipped %s", exc)
                 skipped.append((str(spec), str(exc)))
                 continue
             raise
@@ -101,9 +102,7 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
 
     path, metadata = resolve_model(model)
     task_obj = make_task(task, metadata, str(model), overrides)
-    paths, skipped = expand_inputs(inputs)
-    for item, reason in skipped:
-        log.warning("skipped unreadable image %s (%s)", item, reason)
+    paths, _ = expand_inputs(inputs)  # unreadable images are reported as they are found
     if not paths:
         raise DataError(f"no readable images in {', '.join(map(str, inputs))}")
     net = load_runtime(model, runtime=runtime, threads=threads)
