@@ -180,3 +180,83 @@ def _check_normalization(name: str, bb: Backbone, images: np.ndarray) -> None:
                 else f"shape {got.shape}")
         _fail(name, f"the normalisation inside the model differs from the declared "
                     f"preprocessing {bb.spec.preprocessing} (max difference {diff})")
+
+
+# === Tasks ===
+def check_task(task, *, image_size: int = 32, classes=("a", "b", "c")) -> None:
+    """Run a task plugin through the whole contract on a tiny ``simple_cnn``.
+
+    Args:
+        task: a :class:`~visionsuite.task.Task` subclass or its registered name.
+        image_size: side of the square model input used for the check.
+        classes: class names given to the task (at least two).
+
+    Example (in a plugin's tests)::
+
+        from visionsuite.testing import check_task
+
+        def test_my_task_follows_the_contract():
+            check_task("my_task")
+    """
+    import dataclasses
+    import json
+
+    import albumentations as A
+
+    from visionsuite.plugins import get_task_class
+    from visionsuite.task import Prediction, Task, TaskConfig
+
+    cls = get_task_class(task) if isinstance(task, str) else task
+    label = f"task {getattr(cls, 'name', cls)!r}"
+
+    def fail(message):
+        raise ConformanceError(f"{label}: {message}")
+
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        fail(f"must subclass visionsuite.task.Task. Received: {cls!r}")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        fail("must declare a non-empty string `name`")
+    config_cls = cls.Config
+    if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, TaskConfig)):
+        fail(f"Config must be a dataclass deriving from TaskConfig. Received: {config_cls!r}")
+    if not config_cls.__dataclass_params__.frozen:
+        fail("Config must be a frozen dataclass")
+    if not cls.dataset_formats:
+        fail("must list its dataset_formats")
+    instance = cls(config_cls(image_size=image_size))
+    for which in ("train_transforms", "eval_transforms"):
+        if not isinstance(getattr(instance, which)(), A.BaseCompose):
+            fail(f"{which}() must return an Albumentations Compose")
+
+    backbone = build_backbone("simple_cnn", (image_size, image_size, 3), widths=(4, 8, 8, 8, 8),
+                              depth=1)
+    model = instance.build_model(backbone, list(classes))
+    if tuple(model.input_shape) != (None, image_size, image_size, 3):
+        fail(f"build_model must take (None, {image_size}, {image_size}, 3) RGB inputs. "
+             f"Received: {model.input_shape}")
+    instance.loss(list(classes))
+    instance.metrics(list(classes))
+
+    rng = np.random.default_rng(0)
+    frame_bgr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    original = frame_bgr.copy()
+    x, meta = instance.preprocess(frame_bgr[..., ::-1].copy(), image_size)
+    if x.shape != (image_size, image_size, 3) or x.dtype != np.float32:
+        fail(f"preprocess must return float32 ({image_size}, {image_size}, 3). "
+             f"Received: {x.dtype} {x.shape}")
+    meta = dict(meta, source="conformance", frame=0)
+    raw = np.asarray(model(x[None], training=False))[0]
+    prediction = instance.postprocess(raw, meta, list(classes))
+    if not isinstance(prediction, Prediction):
+        fail(f"postprocess must return a Prediction. Received: {type(prediction).__name__}")
+    drawn = instance.render(frame_bgr, prediction)
+    if not np.array_equal(frame_bgr, original):
+        fail("render must not modify the input frame in place")
+    if drawn.shape != frame_bgr.shape or drawn.dtype != np.uint8:
+        fail(f"render must return a uint8 frame of the input's shape. Received: "
+             f"{drawn.dtype} {drawn.shape}")
+    record = instance.to_record(prediction)
+    try:
+        json.dumps(record)
+    except (TypeError, ValueError) as exc:
+        fail(f"to_record must be JSON-serialisable ({exc})")
