@@ -42,6 +42,7 @@ def test_killed_run_resumes_at_epoch_3(toy_installed, tiny_config, toy_env, tmp_
     ckpt = read_checkpoint(run_dir / "checkpoint.npz")
     assert ckpt.state.epoch == 2
     assert not (run_dir / "last.keras").exists()  # the run really died before finishing
+    (run_dir / ".checkpoint.abc123.tmp").write_bytes(b"half-written")  # as a kill mid-write leaves
 
     seen = {}
 
@@ -65,3 +66,4 @@ def test_killed_run_resumes_at_epoch_3(toy_installed, tiny_config, toy_env, tmp_
     with open(run_dir / "metrics.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2", "3"]
     assert (run_dir / "last.keras").is_file() and (run_dir / "best.keras").is_file()
+    assert not list(run_dir.glob(".*"))  # stale temporary files were cleaned up

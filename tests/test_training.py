@@ -6,6 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -257,7 +262,7 @@ def test_checkpoint_is_atomic_and_round_trips(tmp_path):
     write_checkpoint(path, model, model.optimizer, RunState(epoch=3, best=0.5))
     good = path.read_bytes()
 
-    # A write that fails half-way (here: state JSON cannot be encoded) leaves the old file.
+    # A write that fails (here: the state cannot be encoded) leaves the old file and no temp file.
     with pytest.raises(TypeError):
         write_checkpoint(path, model, model.optimizer, RunState(epoch=4, best=object()))
     assert path.read_bytes() == good
@@ -282,3 +287,40 @@ def test_checkpoint_is_atomic_and_round_trips(tmp_path):
     with pytest.raises(ModelError, match="does not match"):
         restore_model(ckpt, other, str(path))
     os.remove(truncated)
+
+
+WRITE_FOREVER = textwrap.dedent("""
+    import sys
+    import keras
+    from visionsuite.training.checkpoint import RunState, write_checkpoint
+
+    model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    epoch = 0
+    while True:
+        epoch += 1
+        write_checkpoint(sys.argv[1], model, model.optimizer, RunState(epoch=epoch))
+        print(epoch, flush=True)
+""")
+
+
+def test_checkpoint_survives_a_kill_during_writing(tmp_path):
+    from visionsuite.training.checkpoint import read_checkpoint
+
+    path = tmp_path / "checkpoint.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen([sys.executable, "-c", WRITE_FOREVER, str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for _ in range(5):  # let it write a few 24 MB checkpoints, then kill it mid-stream
+            assert proc.stdout.readline().strip(), "the writer died"
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpt = read_checkpoint(path)  # complete and readable, whatever moment the kill hit
+    assert ckpt.state.epoch >= 5
+    assert ckpt.model_weights[0].shape == (1024, 2048)

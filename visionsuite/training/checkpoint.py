@@ -49,18 +49,18 @@ class RunState:
 def write_checkpoint(path: str | Path, model, optimizer, state: RunState) -> Path:
     """Write model weights, optimizer variables and ``state`` to ``path`` atomically."""
     path = Path(path)
-    weights = model.weights
-    arrays = {f"model.{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
-    store: dict = {}
-    optimizer.save_own_variables(store)
-    arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in store.items()})
-    meta = {"format": FORMAT, "state": dataclasses.asdict(state),
-            "weights": [[w.path, list(w.shape)] for w in weights],
-            "optimizer_variables": len(store)}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            weights = model.weights
+            arrays = {f"model.{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
+            store: dict = {}
+            optimizer.save_own_variables(store)
+            arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in store.items()})
+            meta = {"format": FORMAT, "state": dataclasses.asdict(state),
+                    "weights": [[w.path, list(w.shape)] for w in weights],
+                    "optimizer_variables": len(store)}
+            arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())

@@ -144,6 +144,15 @@ def _run_dir(config, task_name: str, check: bool = True) -> Path:
     return run_dir
 
 
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Delete half-written temporary files a killed run left behind (the files they were
+    meant to replace are intact: every write is a rename of a complete temporary file)."""
+    for pattern in (".checkpoint.*.tmp", ".best.*.keras", ".last.*.keras", ".metrics.*.csv",
+                    ".curves.*.png"):
+        for stale in run_dir.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def _distributable(ds, batch_size: int, replicas: int, repeat: bool):
     """Shard by data (works for any source); with several replicas, keep full global batches
     only, so that every replica (and worker) gets an equal, non-empty share of each batch.
@@ -210,6 +219,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     run_dir = _run_dir(config, task.name, check=info.is_chief)
     ckpt_path = run_dir / CHECKPOINT
     checkpoint = read_checkpoint(ckpt_path) if config.resume else None
+    if checkpoint and info.is_chief:
+        _remove_stale_temps(run_dir)
     # Only the chief writes the run directory; other workers write to a scratch folder.
     out_dir = run_dir if info.is_chief else Path(tempfile.mkdtemp(prefix="visionsuite-worker-"))
     out_dir.mkdir(parents=True, exist_ok=True)
