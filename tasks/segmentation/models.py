@@ -240,6 +240,20 @@ def unet(backbone, num_classes: int, *, channels: int = 128, dropout: float = 0.
     return keras.Model(inputs, outputs, name=name or f"{backbone.spec.name}_unet")
 
 
+def set_bn_momentum(model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer in ``model``
+    (nested models included); returns how many were changed. Saved with the model."""
+    count = 0
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            count += 1
+        stack.extend(getattr(layer, "layers", []))
+    return count
+
+
 def build_head(head: str, backbone, num_classes: int, *, channels: int, output_stride: int,
                dropout: float):
     """Build the named head (one of :data:`HEADS`)."""

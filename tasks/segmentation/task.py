@@ -31,6 +31,10 @@ class SegmentationConfig(TaskConfig):
     output_stride: int = 16
     # (float) dropout before the classifier, in [0, 1)
     dropout: float = 0.1
+    # (float) momentum of every BatchNormalization moving average (backbone and head);
+    # 0 keeps the backbone's own (keras.applications use 0.999, which needs thousands of
+    # steps before evaluation-mode statistics are usable when training from scratch)
+    bn_momentum: float = 0.99
     # (str) "cross_entropy", "dice", "focal" or "ce_dice"
     loss: typing.Literal["cross_entropy", "dice", "focal", "ce_dice"] = "cross_entropy"
     # (float) focal loss gamma
@@ -68,6 +72,7 @@ class SegmentationConfig(TaskConfig):
             (self.output_stride in (8, 16, 32), "output_stride must be 8, 16 or 32",
              "output_stride"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)", "dropout"),
+            (0.0 <= self.bn_momentum < 1.0, "bn_momentum must be in [0, 1)", "bn_momentum"),
             (self.focal_gamma >= 0, "focal_gamma must be >= 0", "focal_gamma"),
             (0.0 <= self.augment <= 1.0, "augment must be in [0, 1]", "augment"),
             (0.0 <= self.smoothing < 1.0, "smoothing must be in [0, 1)", "smoothing"),
@@ -112,7 +117,8 @@ class SegmentationTask(Task):
         >>> train = task.load_dataset("datasets/shapes", split="train")
         >>> model = task.build_model(build_backbone("mobilenet_v3_large", (128, 128, 3)),
         ...                          train.classes)
-        >>> model.compile("adam", task.loss(train.classes, train), task.metrics(train.classes))
+        >>> model.compile(optimizer="adam", loss=task.loss(train.classes, train),
+        ...               metrics=task.metrics(train.classes))
         >>> model.fit(task.make_tf_dataset(train, batch_size=16, training=True))
     """
 
@@ -180,7 +186,7 @@ class SegmentationTask(Task):
 
     # === Model ===
     def build_model(self, backbone, classes: Sequence[str]):
-        from visionsuite_tasks.segmentation.models import build_head
+        from visionsuite_tasks.segmentation.models import build_head, set_bn_momentum
 
         cfg = self.config
         shape = tuple(backbone.spec.input_shape)
@@ -189,8 +195,11 @@ class SegmentationTask(Task):
                              f"image_size={cfg.image_size}. Received: input_shape={shape}")
         if len(classes) < 2:
             raise DataError(f"segmentation needs at least 2 classes. Received: classes={list(classes)}")
-        return build_head(cfg.head, backbone, len(classes), channels=cfg.head_channels,
-                          output_stride=cfg.output_stride, dropout=cfg.dropout)
+        model = build_head(cfg.head, backbone, len(classes), channels=cfg.head_channels,
+                           output_stride=cfg.output_stride, dropout=cfg.dropout)
+        if cfg.bn_momentum:
+            set_bn_momentum(model, cfg.bn_momentum)
+        return model
 
     def loss(self, classes: Sequence[str], dataset: Dataset | None = None):
         from visionsuite_tasks.segmentation.losses import make_loss
