@@ -96,3 +96,22 @@ def test_two_workers_with_tf_config(tiny_config, toy_env, tmp_path):
     run_dir = tmp_path / "runs" / "toy" / "run"  # written by the chief (worker 0) only
     assert (run_dir / "best.keras").is_file() and (run_dir / "metrics.json").is_file()
     assert not [p for p in (tmp_path / "runs" / "toy").iterdir() if p.name != "run"]
+
+
+def test_strategy_selection(monkeypatch):
+    from visionsuite.errors import UsageError
+    from visionsuite.training.strategy import auto_kind, make_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    assert auto_kind() == "default"  # this CPU machine
+    info = make_strategy("auto")
+    assert (info.kind, info.replicas, info.device, info.is_chief) == ("default", 1, "cpu", True)
+    with pytest.raises(UsageError, match="needs TF_CONFIG"):
+        make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}))
+    assert auto_kind() == "multi_worker"
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(UsageError, match="TF_CONFIG is not valid JSON"):
+        auto_kind()

@@ -98,7 +98,8 @@ def make_strategy(kind: str = "auto") -> StrategyInfo:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            raise UsageError(f"strategy=tpu but no TPU could be initialised ({exc}). "
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"strategy=tpu but no TPU could be initialised ({first}). "
                              f"Received: strategy={kind!r}") from exc
         strategy = tf.distribute.TPUStrategy(resolver)
         device = "tpu"

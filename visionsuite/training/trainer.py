@@ -182,10 +182,17 @@ def _global_batch(n_samples: int, batch_size: int, replicas: int) -> int:
 
 
 def _steps(ds, n_samples: int, batch_size: int, cap: int | None) -> int:
+    """Steps per epoch: ``cap`` if given, else the batches of one pass over the data."""
     if cap:
         return int(cap)
     card = int(ds.cardinality())
     return card if card > 0 else max(1, math.ceil(n_samples / batch_size))
+
+
+def _is_infinite(ds) -> bool:
+    import tensorflow as tf
+
+    return int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
 
 
 def _verbose(config, is_chief: bool) -> int:
@@ -316,7 +323,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
             state.phase = phase
             with info.strategy.scope():
                 fit = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
-                                steps_per_epoch=steps if config.steps_per_epoch else None,
+                                steps_per_epoch=(steps if config.steps_per_epoch
+                                                 or _is_infinite(train_ds) else None),
                                 shuffle=False,  # the task's dataset shuffles
                                 callbacks=[*engine_callbacks, *callbacks],
                                 verbose=_verbose(config, info.is_chief))
