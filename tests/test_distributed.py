@@ -8,7 +8,6 @@ TensorFlow initialises, which would leak into every other test of this pytest pr
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -45,6 +45,7 @@ from visionsuite.models import (ModelMetadata, check_task, load_keras_model, rea
 from visionsuite.task import Dataset, Task
 from visionsuite.training.checkpoint import (RunState, read_checkpoint, restore_model,
                                              restore_optimizer)
+from visionsuite.training.optim import make_optimizer
 from visionsuite.training.precision import precision_scope, resolve_precision
 from visionsuite.training.strategy import make_strategy
 
@@ -314,7 +315,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
             # A frozen BatchNormalization layer runs in inference mode in Keras 3.
             backbone.model.trainable = phase != "frozen"
             with info.strategy.scope():
-                optimizer = _make_optimizer(config, lr, steps, end - start)
+                optimizer = make_optimizer(config, lr, steps, end - start)
                 model.compile(optimizer=optimizer, loss=task.loss(classes, train_set),
                               metrics=task.metrics(classes), jit_compile=config.jit_compile)
                 if checkpoint and checkpoint.state.phase == phase and state.epoch > start:
@@ -322,12 +323,13 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
                                       str(ckpt_path))
             state.phase = phase
             with info.strategy.scope():
-                fit = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
-                                steps_per_epoch=(steps if config.steps_per_epoch
-                                                 or _is_infinite(train_ds) else None),
-                                shuffle=False,  # the task's dataset shuffles
-                                callbacks=[*engine_callbacks, *callbacks],
-                                verbose=_verbose(config, info.is_chief))
+                fit = model.fit(
+                    train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
+                    steps_per_epoch=(steps if config.steps_per_epoch or _is_infinite(train_ds)
+                                     else None),
+                    shuffle=False,  # the task's dataset shuffles
+                    callbacks=[*engine_callbacks, *callbacks],
+                    verbose=_verbose(config, info.is_chief))
             n = len(next(iter(fit.history.values()), []))
             history += [{k: float(v[i]) for k, v in fit.history.items()} for i in range(n)]
 
@@ -350,12 +352,6 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     else:
         shutil.rmtree(out_dir, ignore_errors=True)
     return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
-
-
-def _make_optimizer(config, lr, steps, epochs):
-    from visionsuite.training.optim import make_optimizer
-
-    return make_optimizer(config, lr, steps, epochs)
 
 
 def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
