@@ -268,3 +268,31 @@ def test_stream_reconnects_and_keeps_writing_results(files, tmp_path):
     assert len(lines) >= restarted_at + 10
     assert stream.stats["stopped_by"] == "test done"
     assert "***" not in lines[0]["source"] and lines[0]["source"] == url
+
+
+def test_frames_reach_the_model_as_rgb(files, tmp_path):
+    from visionsuite.runtime import load_runtime
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "colour.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    for _ in range(6):
+        writer.write(np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((16, 16, 1)))
+                     .astype(np.uint8))
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    decoded = [cap.read()[1] for _ in range(6)]
+    model = load_runtime(files["model"])
+
+    def probs(image):
+        x = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return model(x[None])[0]
+
+    results = list(visionsuite.run("classification", path, model=files["model"]))
+    swapped = []
+    for r, bgr in zip(results, decoded):
+        expected = probs(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        np.testing.assert_allclose(r.prediction.scores, expected[r.prediction.indices],
+                                   atol=1e-6)
+        swapped.append(np.abs(probs(bgr) - expected).max())
+    assert max(swapped) > 1e-5  # the check can tell RGB from BGR

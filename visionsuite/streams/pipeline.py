@@ -277,7 +277,13 @@ class Stream:
     def _preprocess(self, raw: _Hub, ready: _Hub):
         import cv2
 
+        from visionsuite.task import Task
+
         timer, size = self._timers["preprocess"], self.model.input_size
+        # The base Task.preprocess (resize + cast) treats the channels alike: run it on the
+        # BGR frame and swap the channels of its small output instead of converting the
+        # full frame first (same numbers, a fraction of the work).
+        channel_blind = type(self.task).preprocess is Task.preprocess
         try:
             while True:
                 items = raw.get(1)
@@ -285,9 +291,13 @@ class Stream:
                     break
                 frame: Frame = items[0]
                 t0 = time.perf_counter()
-                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-                x, meta = self.task.preprocess(rgb, size)
-                x = np.asarray(x, np.float32)
+                if channel_blind:
+                    x, meta = self.task.preprocess(frame.image, size)
+                    x = np.ascontiguousarray(np.asarray(x, np.float32)[..., ::-1])
+                else:
+                    x, meta = self.task.preprocess(
+                        cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), size)
+                    x = np.asarray(x, np.float32)
                 timer.add(time.perf_counter() - t0)
                 if not ready.put(frame.source_id, (frame, x, meta)):
                     break
