@@ -313,8 +313,7 @@ def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
 
     _quiet_video_logs()
     if model is None:
-        cls = _task(task)
-        model = getattr(cls, "default_model", None)
+        model = _task(task)().default_model()  # Task contract: a model reference or None
         if model is None:
             raise UsageError(f"--model is required for task {task!r}")
     options = parse_task_overrides(task, overrides, top_k=top_k)

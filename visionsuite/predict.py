@@ -121,7 +121,7 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
             x, meta = task_obj.preprocess(rgb, net.input_size)
             raw = net(np.asarray(x, np.float32)[None])
             raw = [r[0] for r in raw] if isinstance(raw, list) else raw[0]
-            prediction = task_obj.postprocess(raw, meta, metadata.classes)
+            prediction = task_obj.postprocess(raw, dict(meta, source=str(p)), metadata.classes)
             record = task_obj.to_record(prediction)
             if out is not None:
                 bgr = task_obj.render(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), prediction)

@@ -136,15 +136,13 @@ class Task(abc.ABC):
 
     # === Inference ===
     def default_model(self):
-        """The ready-made model ``visionsuite run|predict <task>`` uses when no ``--model`` is
-        given, or ``None`` when the task has none (then ``--model`` is required).
+        """The model ``visionsuite run|predict <task>`` uses when no ``--model`` is given, or
+        ``None`` when the task has none (then ``--model`` is required).
 
-        The object returned has ``metadata`` (a :class:`~visionsuite.models.ModelMetadata`:
-        task, class names, square ``input_size``) and ``predict(batch)``, which maps float32
-        RGB pixels in ``[0, 255]`` of shape ``(B, S, S, 3)`` (what :meth:`preprocess` makes,
-        stacked) to a NumPy array of raw outputs ``(B, ...)`` whose rows :meth:`postprocess`
-        takes. It does its own normalisation and runtime choice. Creating it may fetch files
-        into the cache (and raise :class:`~visionsuite.assets.AssetError` offline).
+        Returns a model reference that :func:`visionsuite.runtime.load_runtime` accepts (e.g.
+        the path of a ``.tflite`` file with embedded metadata, or ``imagenet:<backbone>``).
+        It may fetch or build the file into the cache on the first call, and raise
+        :class:`~visionsuite.assets.AssetError` when that is impossible offline.
         """
         return None
 

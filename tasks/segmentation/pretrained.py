@@ -1,17 +1,22 @@
-"""The default segmentation model: MediaPipe's selfie (person) segmentation, run by LiteRT.
+"""The default segmentation model: MediaPipe's selfie (person) segmentation as a visionsuite model.
 
-The TFLite file comes from the ``mediapipe==0.10.21`` wheel on PyPI (Apache-2.0; fetched
-once into the visionsuite cache by :func:`visionsuite.samples.selfie_segmentation_tflite`,
-offline afterwards). The network takes 256x256 RGB in ``[0, 1]`` and returns one sigmoid
-channel (person probability). :class:`SelfieSegmenter` adapts it to the visionsuite model
-convention -- float32 RGB pixels in ``[0, 255]`` in, per-pixel class probabilities
-``(background, person)`` out -- and carries its :class:`~visionsuite.models.ModelMetadata`,
-so the stream engine runs it like any trained segmentation model.
+The TFLite file comes from the ``mediapipe==0.10.21`` wheel on PyPI (Apache-2.0; fetched once
+into the visionsuite cache by :func:`visionsuite.samples.selfie_segmentation_tflite`, offline
+afterwards). The network takes 256x256 RGB in ``[0, 1]`` and returns one sigmoid channel (the
+person probability).
+
+:func:`selfie_segmentation_model` turns it, once, into a visionsuite ``.tflite`` model in the
+cache: the graph gains a first ``MUL`` by 1/255, so that it takes RGB pixels in ``[0, 255]``
+like every visionsuite model, and the file embeds its
+:class:`~visionsuite.models.ModelMetadata` (task ``segmentation``, classes ``background`` /
+``person``, input size 256). The TFLite runtime (:mod:`visionsuite.runtime`) then runs it like
+any exported model, with no extra flags; the task's ``postprocess`` reads its single sigmoid
+channel as the two classes.
 """
 
 from __future__ import annotations
 
-import threading
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,79 +26,113 @@ from visionsuite.models import ModelMetadata
 
 SELFIE_CLASSES = ("background", "person")
 SELFIE_INPUT_SIZE = 256
+SELFIE_INPUT_SCALE = 1.0 / 255.0
 SELFIE_SOURCE = ("mediapipe==0.10.21 (PyPI, Apache-2.0): "
                  "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite")
+MODEL_NAME = "mediapipe_selfie_segmentation.tflite"
+# Bump when the conversion below changes, so cached files are rebuilt.
+CONVERSION_VERSION = 1
 
 
-class SelfieSegmenter:
-    """MediaPipe selfie segmentation as a visionsuite ``segmentation`` model.
+def selfie_metadata() -> ModelMetadata:
+    """What the converted selfie model is."""
+    return ModelMetadata(
+        task="segmentation", classes=SELFIE_CLASSES, input_size=SELFIE_INPUT_SIZE, backbone=None,
+        task_config={"image_size": SELFIE_INPUT_SIZE},
+        extra={"source": SELFIE_SOURCE, "licence": "Apache-2.0", "format": "tflite",
+               "output": "one sigmoid channel: person probability",
+               "input_scale_in_graph": SELFIE_INPUT_SCALE,
+               "conversion_version": CONVERSION_VERSION})
 
-    ``predict`` takes float32 RGB pixels in ``[0, 255]`` of shape ``(B, 256, 256, 3)``
-    (the visionsuite convention; the ``1/255`` scaling the network expects happens here) and
-    returns ``(B, 256, 256, 2)`` float32 probabilities of background and person.
+
+def scale_tflite_input(model_bytes: bytes, scale: float, *, input_name: str = "image") -> bytes:
+    """Return a TFLite model whose new float32 input is multiplied by ``scale`` and fed to the
+    original input (one ``MUL`` op prepended to the main subgraph)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != 1:
+        raise ModelError(f"expected a model with one input. Received: {len(graph.inputs)} inputs")
+    old = graph.tensors[graph.inputs[0]]
+    if old.type != schema.TensorType.FLOAT32:
+        raise ModelError(f"expected a float32 input. Received: tensor type {old.type}")
+
+    def add_buffer(data: bytes = b"") -> int:
+        buffer = schema.BufferT()
+        buffer.data = list(data) if data else None
+        model.buffers.append(buffer)
+        return len(model.buffers) - 1
+
+    def add_tensor(name, shape, buffer) -> int:
+        tensor = schema.TensorT()
+        tensor.name, tensor.shape, tensor.type, tensor.buffer = name, list(shape), old.type, buffer
+        graph.tensors.append(tensor)
+        return len(graph.tensors) - 1
+
+    new_input = add_tensor(input_name.encode(), old.shape, add_buffer())
+    factor = add_tensor(b"input_scale", [1],
+                        add_buffer(np.array([scale], np.float32).tobytes()))
+    codes = [k for k, c in enumerate(model.operatorCodes)
+             if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.MUL]
+    if codes:
+        code = codes[0]
+    else:
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = schema.BuiltinOperator.MUL
+        opcode.version = 1
+        model.operatorCodes.append(opcode)
+        code = len(model.operatorCodes) - 1
+    op = schema.OperatorT()
+    op.opcodeIndex = code
+    op.inputs = [new_input, factor]
+    op.outputs = [graph.inputs[0]]
+    op.builtinOptionsType = schema.BuiltinOptions.MulOptions
+    op.builtinOptions = schema.MulOptionsT()
+    graph.operators.insert(0, op)
+    graph.inputs = [new_input]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def selfie_segmentation_model(source: str | Path | None = None,
+                              out: str | Path | None = None) -> Path:
+    """The visionsuite ``.tflite`` selfie segmentation model (built once into the cache).
 
     Args:
-        path: the ``.tflite`` file; default: fetched from the mediapipe wheel (cached).
-        threads: LiteRT (XNNPACK) threads; one is as fast as two for single frames.
-
-    Example:
-        >>> model = SelfieSegmenter()
-        >>> probs = model.predict(frames_rgb.astype("float32"))   # (B, 256, 256, 2)
-        >>> model.metadata.classes
-        ('background', 'person')
+        source: MediaPipe's ``selfie_segmentation.tflite``; default: fetched from the
+            mediapipe wheel (cached; raises :class:`~visionsuite.assets.AssetError` offline
+            when it is not there yet).
+        out: where to write the converted model; default: the visionsuite cache.
     """
+    from visionsuite.runtime.metadata import embed_tflite_metadata, read_tflite_metadata
 
-    input_size = SELFIE_INPUT_SIZE
-    # (float) factor the wrapped network applies to [0, 255] pixels before inference
-    input_scale = 1.0 / 255.0
+    if out is None:
+        from visionsuite.assets import cache_dir
 
-    def __init__(self, path: str | Path | None = None, *, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        if path is None:
-            from visionsuite import samples
-
-            path = samples.selfie_segmentation_tflite()
-        self.path = Path(path)
+        out = cache_dir("models") / MODEL_NAME
+    out = Path(out)
+    if out.is_file():
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=int(threads))
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{self.path}: cannot load the TFLite model ({exc})") from exc
-        inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        expected = [1, SELFIE_INPUT_SIZE, SELFIE_INPUT_SIZE, 3]
-        if list(inp["shape"]) != expected or int(out["shape"][-1]) != 1:
-            raise ModelError(f"{self.path}: not the selfie segmentation model (input "
-                             f"{list(inp['shape'])}, output {list(out['shape'])}). "
-                             f"Received: expected input {expected} and one output channel")
-        self._input = inp["index"]
-        self._output = out["index"]
-        self._lock = threading.Lock()  # an interpreter is not safe across threads
-        self.metadata = ModelMetadata(
-            task="segmentation", classes=SELFIE_CLASSES, input_size=SELFIE_INPUT_SIZE,
-            backbone=None,
-            extra={"source": SELFIE_SOURCE, "licence": "Apache-2.0", "runtime": "tflite",
-                   "model_file": str(self.path),
-                   "preprocessing": {"scale": self.input_scale, "mean": [0.0, 0.0, 0.0],
-                                     "std": [1.0, 1.0, 1.0], "channel_order": "RGB"}})
+            if (read_tflite_metadata(out).extra.get("conversion_version")
+                    == CONVERSION_VERSION):
+                return out
+        except ModelError:
+            pass  # damaged or older: rebuild
+    if source is None:
+        from visionsuite import samples
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """``(B, 256, 256, 3)`` RGB in ``[0, 255]`` -> ``(B, 256, 256, 2)`` probabilities."""
-        x = np.asarray(batch, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if x.shape[1:] != (SELFIE_INPUT_SIZE, SELFIE_INPUT_SIZE, 3):
-            raise ModelError(f"the selfie segmentation model takes (B, 256, 256, 3) RGB "
-                             f"inputs. Received: shape={tuple(x.shape)}")
-        out = np.empty((len(x), SELFIE_INPUT_SIZE, SELFIE_INPUT_SIZE, 2), np.float32)
-        with self._lock:
-            for i in range(len(x)):
-                self._interpreter.set_tensor(self._input, x[i : i + 1] * self.input_scale)
-                self._interpreter.invoke()
-                person = self._interpreter.get_tensor(self._output)[0, ..., 0]
-                out[i, ..., 1] = person
-                out[i, ..., 0] = 1.0 - person
-        return out
-
-    __call__ = predict
+        source = samples.selfie_segmentation_tflite()
+    source = Path(source)
+    try:
+        data = scale_tflite_input(source.read_bytes(), SELFIE_INPUT_SCALE)
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from exc
+    except Exception as exc:  # a damaged flatbuffer raises anything
+        raise ModelError(f"{source}: not a readable TFLite model ({type(exc).__name__})") from exc
+    data = embed_tflite_metadata(data, selfie_metadata())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return out

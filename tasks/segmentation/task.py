@@ -221,7 +221,8 @@ class SegmentationTask(Task):
                  batch_size: int = 32) -> dict[str, float]:
         """mIoU, pixel accuracy and mean Dice from one confusion matrix over every pixel of
         ``dataset`` (at the model's input size; masks resized with nearest neighbour). With
-        ``out_dir``: ``metrics.json`` (per-class IoU / Dice, confusion matrix),
+        ``out_dir``: ``evaluation.json`` (per-class IoU / Dice, confusion matrix; the engine
+        writes the flat scores to ``metrics.json``),
         ``confusion_matrix.png`` and ``samples.png`` (image, truth, prediction)."""
         from visionsuite_tasks.segmentation import metrics as seg_metrics
         from visionsuite_tasks.segmentation.render import class_colors
@@ -250,7 +251,7 @@ class SegmentationTask(Task):
             if shown:
                 seg_metrics.plot_samples(*zip(*shown), class_colors(dataset.classes),
                                          out_dir / "samples.png", IGNORE)
-            seg_metrics.write_json(report, out_dir / "metrics.json")
+            seg_metrics.write_json(report, out_dir / "evaluation.json")
         out = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
         for name, row in report["per_class"].items():
             if row["iou"] is not None:
@@ -259,12 +260,12 @@ class SegmentationTask(Task):
 
     # === Inference ===
     def default_model(self):
-        """MediaPipe's selfie segmentation (classes background / person), run by LiteRT;
-        fetched once from the ``mediapipe==0.10.21`` wheel (see
-        :mod:`visionsuite_tasks.segmentation.pretrained`)."""
-        from visionsuite_tasks.segmentation.pretrained import SelfieSegmenter
+        """MediaPipe's selfie segmentation (classes background / person) as a visionsuite
+        ``.tflite`` model, built once into the cache from the ``mediapipe==0.10.21`` wheel
+        (see :mod:`visionsuite_tasks.segmentation.pretrained`)."""
+        from visionsuite_tasks.segmentation.pretrained import selfie_segmentation_model
 
-        return SelfieSegmenter()
+        return selfie_segmentation_model()
 
     def reset(self, source: str | None = None) -> None:
         """Forget the temporal-smoothing state of ``source`` (all sources when ``None``)."""
@@ -276,7 +277,8 @@ class SegmentationTask(Task):
 
     def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]):
         """Class probabilities ``(S, S, C)`` -> a :class:`SegmentationPrediction` at the
-        image's size (``meta["height"]``, ``meta["width"]``).
+        image's size (``meta["height"]``, ``meta["width"]``). A two-class model may output
+        one sigmoid channel ``(S, S, 1)``: the probability of class 1.
 
         With ``smoothing > 0`` the probabilities are averaged over time (EMA) per
         ``meta["source"]`` before the argmax; the state restarts when the shape changes.
@@ -286,6 +288,8 @@ class SegmentationTask(Task):
         probs = np.asarray(raw, dtype=np.float32)
         if probs.ndim == 4 and probs.shape[0] == 1:
             probs = probs[0]
+        if probs.ndim == 3 and probs.shape[-1] == 1 and len(classes) == 2:
+            probs = np.concatenate([1.0 - probs, probs], axis=-1)  # one sigmoid channel
         if probs.ndim != 3 or probs.shape[-1] != len(classes):
             raise ModelError(f"a segmentation model outputs (H, W, {len(classes)}) class "
                              f"probabilities. Received: shape={tuple(probs.shape)}")
@@ -353,8 +357,8 @@ class SegmentationTask(Task):
     def write_mask(self, prediction: SegmentationPrediction, folder: str | Path,
                    stem: str | None = None) -> Path:
         """Write the mask as a palette PNG (pixel value = class index, coloured in viewers)
-        into ``folder``; the name comes from ``stem``, else the prediction's source and frame,
-        else a counter. Atomic."""
+        into ``folder``; the name is ``stem``, else ``<source stem>_<frame>`` for streams,
+        ``<source stem>`` for single images, else a counter. Atomic."""
         import os
 
         from PIL import Image
@@ -368,6 +372,8 @@ class SegmentationTask(Task):
             src = Path(str(meta.get("source", "") or meta.get("path", ""))).stem or "mask"
             if "frame" in meta:
                 stem = f"{src}_{int(meta['frame']):06d}"
+            elif meta.get("source"):  # one image file
+                stem = src
             else:
                 with self._ema_lock:
                     self._mask_counter += 1

@@ -338,6 +338,8 @@ class Stream:
                 for i, (frame, _, meta) in enumerate(items):
                     t0 = time.perf_counter()
                     one = [r[i] for r in raw] if isinstance(raw, list) else raw[i]
+                    # Task contract: meta carries the stream id and frame index.
+                    meta = dict(meta, source=names[frame.source_id], frame=frame.index)
                     prediction = self.task.postprocess(one, meta, classes)
                     record = self.task.to_record(prediction)
                     t1 = time.perf_counter()
@@ -562,10 +564,10 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
         from visionsuite.plugins import get_task_class
         from visionsuite.task import Task
 
-        cls = type(task) if isinstance(task, Task) else get_task_class(str(task))
-        model = getattr(cls, "default_model", None)
+        plugin = task if isinstance(task, Task) else get_task_class(str(task))()
+        model = plugin.default_model()  # Task contract: a model reference or None
         if model is None:
-            raise UsageError(f"task {cls.name!r} has no default model; pass one. "
+            raise UsageError(f"task {plugin.name!r} has no default model; pass one. "
                              f"Received: model=None")
     _, metadata = resolve_model(model)
     task_obj = make_task(task, metadata, str(model), task_options)

@@ -92,7 +92,7 @@ def test_fit_two_steps_then_evaluate_writes_reports(shapes, tmp_path):
     scores = task.evaluate(model, test, tmp_path, batch_size=3)
     assert 0.0 <= scores["miou"] <= 1.0 and 0.0 <= scores["pixel_accuracy"] <= 1.0
     assert scores["num_pixels"] == 4 * 32 * 32
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "evaluation.json").read_text())
     assert np.sum(report["confusion_matrix"]) == 4 * 32 * 32
     assert set(report["per_class"]) == set(train.classes)
     for name in ("confusion_matrix.png", "samples.png"):
