@@ -108,10 +108,13 @@ def load_keras_model(path: str | Path, *, compile: bool = False):
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:  # import the task plugin first: it registers the task's serialisable layers
+        import importlib
+
         from visionsuite.plugins import get_task_class
 
-        get_task_class(read_keras_metadata(path).task)
-    except VisionsuiteError:
+        for module in get_task_class(read_keras_metadata(path).task).keras_modules:
+            importlib.import_module(module)
+    except (VisionsuiteError, ImportError):
         pass  # a plain Keras file, a corrupt one or a broken plugin: keras reports it below
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)

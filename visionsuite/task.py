@@ -90,6 +90,10 @@ class Task(abc.ABC):
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     # (dict) dataset format name -> one-line description
     dataset_formats: ClassVar[Mapping[str, str]] = {}
+    # (tuple) modules defining the task's serialisable Keras objects (layers, losses);
+    # imported before one of its ``.keras`` models is loaded, so that safe-mode loading finds
+    # them while the plugin itself stays importable without Keras
+    keras_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: TaskConfig | None = None):
         self.config = config if config is not None else self.Config()

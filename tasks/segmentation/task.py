@@ -125,6 +125,9 @@ class SegmentationTask(Task):
     name = "segmentation"
     Config = SegmentationConfig
     dataset_formats = readers.FORMATS
+    keras_modules = ("visionsuite_tasks.segmentation.models",
+                     "visionsuite_tasks.segmentation.losses",
+                     "visionsuite_tasks.segmentation.metrics")
 
     def __init__(self, config: SegmentationConfig | None = None):
         super().__init__(config)

@@ -83,3 +83,21 @@ def test_task_model_saves_and_loads_in_safe_mode(backbone, images, tmp_path):
     bns = [l for l in loaded.get_layer(backbone.model.name).layers
            if isinstance(l, keras.layers.BatchNormalization)]
     assert bns and all(l.momentum == 0.9 for l in bns)
+
+
+def test_saved_model_loads_in_a_fresh_process(backbone, tmp_path):
+    """Loading must not depend on the heads' module having been imported already: the task
+    declares its Keras modules (``keras_modules``) and the core imports them first."""
+    import subprocess
+    import sys
+
+    task = SegmentationTask(SegmentationConfig(image_size=SIZE, head="lraspp", head_channels=8))
+    model = task.build_model(backbone, ["background", "a"])
+    meta = ModelMetadata(task="segmentation", classes=("background", "a"), input_size=SIZE)
+    path = save_keras_model(model, tmp_path / "seg.keras", meta)
+    code = ("import sys; from visionsuite.models import load_keras_model; "
+            "m = load_keras_model(sys.argv[1]); print(tuple(m.output.shape))")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert f"(None, {SIZE}, {SIZE}, 2)" in proc.stdout
