@@ -316,6 +316,7 @@ def read_dataset(path: str | Path, *, split: str | None = None, format: str | No
     if fmt not in FORMATS:
         raise UsageError(f"unknown segmentation dataset format {fmt!r}.{did_you_mean(fmt, FORMATS)}")
     path = Path(path)
+    skipped: list[tuple[str, str]] = []
     if fmt == "csv":
         root = path.parent
         cmap = read_class_map(class_map) if class_map else read_class_map(find_class_map(root))
@@ -328,12 +329,12 @@ def read_dataset(path: str | Path, *, split: str | None = None, format: str | No
                 else read_class_map(find_class_map(folder, path)))
         image_dir = _subdir(folder, IMAGE_DIRS, "image")
         mask_dir = _subdir(folder, MASK_DIRS, "mask")
-        images, skipped_scan = list_images(image_dir, strict=strict)
+        images, skipped = list_images(image_dir, strict=strict)
         pairs = []
         for image in images:
             mask = mask_dir / f"{image.stem}.png"
             pairs.append((image, mask, str(image)))
-    samples, skipped = [], list(skipped_scan) if fmt == "folders" else []
+    samples = []
     for image, mask, where in pairs:
         reason = check_image_file(image)
         if reason:
