@@ -314,7 +314,8 @@ class Stream:
                 items = ready.get(self.model.batch_size)
                 if items is None:
                     break
-                batch = np.stack([x for _, x, _ in items])
+                batch = items[0][1][None] if len(items) == 1 else \
+                    np.stack([x for _, x, _ in items])
                 t0 = time.perf_counter()
                 raw = self.model(batch)
                 timer.add(time.perf_counter() - t0, len(items))
@@ -394,7 +395,7 @@ class Stream:
         n = len(self.sources)
         policies = [self.policy if s.live else "queue" for s in self.sources]
         raw = _Hub(policies, self.queue_size, self._stop)
-        ready = _Hub(policies, max(2, self.model.batch_size), self._stop)
+        ready = _Hub(policies, max(self.queue_size, 2 * self.model.batch_size), self._stop)
         inferred: queue.Queue = queue.Queue(maxsize=2)
         rendered: queue.Queue = queue.Queue(maxsize=self.queue_size)
         results: queue.Queue = queue.Queue(maxsize=self.queue_size)
