@@ -103,3 +103,21 @@ def test_predict_errors(files, tmp_path):
     err = [x for x in proc.stderr.strip().splitlines() if not x.startswith("INFO:")]
     assert proc.returncode == 1 and len(err) == 1
     assert err[0].startswith("error: ") and "'detection' model" in err[0]
+
+
+@pytest.mark.slow
+def test_imagenet_efficientnet_lite0_recognises_the_cat():
+    """The real pretrained model end to end: built once, converted to TFLite, cached."""
+    from visionsuite import samples
+    from visionsuite.assets import AssetError
+    from visionsuite.predict import predict
+
+    try:
+        cat = samples.sample_photo("chelsea")
+    except AssetError as exc:
+        pytest.skip(f"sample photo not available offline: {exc}")
+    try:
+        (item,) = predict("classification", "imagenet:efficientnet_lite0", [cat])
+    except AssetError as exc:
+        pytest.skip(f"EfficientNet-Lite0 weights not available offline: {exc}")
+    assert "cat" in item.record["label"] and item.record["score"] > 0.5

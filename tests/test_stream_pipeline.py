@@ -296,3 +296,23 @@ def test_frames_reach_the_model_as_rgb(files, tmp_path):
                                    atol=1e-6)
         swapped.append(np.abs(probs(bgr) - expected).max())
     assert max(swapped) > 1e-5  # the check can tell RGB from BGR
+
+
+def test_memory_stays_flat_on_a_long_stream(files, tmp_path):
+    from visionsuite.streams.pipeline import _rss_mb
+
+    long_video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(long_video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3)).astype(np.uint8)
+    for _ in range(1500):
+        writer.write(frame)
+    writer.release()
+    stream = visionsuite.run("classification", long_video, model=files["model"],
+                             results=tmp_path / "long.jsonl", save=tmp_path / "long.mp4")
+    samples = {}
+    for i, _ in enumerate(stream):
+        if i in (300, 1499):
+            samples[i] = _rss_mb()
+    assert stream.stats["frames"] == 1500
+    # buffers are bounded: 1,200 more frames (~70 MB of pixels) add next to nothing
+    assert samples[1499] - samples[300] < 25, samples
