@@ -266,6 +266,10 @@ class URLSource(_CaptureSource):
     ``reconnect_delay_max``), ``reconnect`` times at most, reports the outage and carries on;
     after the last failed attempt it ends (the other sources continue).
 
+    FFmpeg demuxer options come from OpenCV's ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` environment
+    variable, e.g. ``rtsp_transport;tcp`` for cameras that drop UDP packets. The end of an
+    HTTP stream counts as an outage too (a live stream cannot tell it from a drop).
+
     Args:
         url: the stream URL.
         timeout: seconds to open the stream and to wait for a frame.
