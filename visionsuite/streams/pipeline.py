@@ -397,8 +397,11 @@ class Stream:
         raw = _Hub(policies, self.queue_size, self._stop)
         ready = _Hub(policies, max(self.queue_size, 2 * self.model.batch_size), self._stop)
         inferred: queue.Queue = queue.Queue(maxsize=2)
-        rendered: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        results: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        # after inference, small buffers: they only absorb jitter, and each result holds
+        # a full-size annotated frame
+        small = max(4, 2 * self.model.batch_size)
+        rendered: queue.Queue = queue.Queue(maxsize=small)
+        results: queue.Queue = queue.Queue(maxsize=small)
         threads = [threading.Thread(target=self._capture, args=(s, raw), daemon=True,
                                     name=f"vs-capture-{s.source_id}") for s in self.sources]
         threads += [
