@@ -81,7 +81,8 @@ def test_train_writes_run_directory_and_evaluates(toy_installed, tiny_config, to
         train(task, config)
 
 
-def test_freeze_then_finetune(toy_installed, tiny_config):
+@pytest.mark.parametrize("finetune_batchnorm", [False, True])
+def test_freeze_then_finetune(toy_installed, tiny_config, finetune_batchnorm):
     import keras
 
     from visionsuite.training import train
@@ -100,7 +101,7 @@ def test_freeze_then_finetune(toy_installed, tiny_config):
                          head=self.model.get_layer("logits").kernel.numpy().copy()))
 
     config = tiny_config(epochs=3, freeze_epochs=1, schedule="constant", learning_rate=0.01,
-                         finetune_lr_factor=0.1)
+                         finetune_lr_factor=0.1, finetune_batchnorm=finetune_batchnorm)
     result = train(toy_installed.ToyTask(), config, callbacks=[_probe(on_epoch_begin=on_epoch_begin)])
 
     frozen, finetune, finetune2 = seen
@@ -112,8 +113,10 @@ def test_freeze_then_finetune(toy_installed, tiny_config):
     np.testing.assert_array_equal(frozen["kernel"], finetune["kernel"])
     np.testing.assert_array_equal(frozen["moving_mean"], finetune["moving_mean"])
     assert not np.array_equal(frozen["head"], finetune["head"])
-    # ... and fine-tuning moves it.
+    # ... and fine-tuning moves it; BatchNorm statistics only when asked to.
     assert not np.array_equal(finetune["kernel"], finetune2["kernel"])
+    assert finetune["bn_trainable"] == finetune_batchnorm
+    assert np.array_equal(finetune["moving_mean"], finetune2["moving_mean"]) != finetune_batchnorm
     assert result.state.phase == "finetune" and result.state.epoch == 3
 
 

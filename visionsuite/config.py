@@ -208,6 +208,9 @@ class TrainConfig:
     freeze_epochs: int = 0
     # (float) learning-rate factor for the fine-tuning phase after freeze_epochs
     finetune_lr_factor: float = 0.1
+    # (bool) update the backbone's BatchNorm statistics while fine-tuning; false keeps the
+    # pretrained statistics (inference-mode BatchNorm), which is safer on small datasets
+    finetune_batchnorm: bool = False
     # (int) stop after this many epochs without improvement of `monitor`; 0 = off
     early_stopping: int = 0
     # (str) metric watched for best checkpoint, early stopping and plateau

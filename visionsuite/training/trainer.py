@@ -122,6 +122,18 @@ def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     return train, val
 
 
+def _freeze_batchnorm(model) -> None:
+    """Keep every BatchNormalization layer (nested models too) in inference mode with its
+    pretrained statistics while the rest of ``model`` fine-tunes."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif isinstance(layer, keras.Model):
+            _freeze_batchnorm(layer)
+
+
 def _load(task: Task, path: str, split: str, config) -> Dataset:
     data = task.load_dataset(path, split=split, format=config.format, strict=config.strict)
     if data.skipped:
@@ -314,6 +326,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
                 continue
             # A frozen BatchNormalization layer runs in inference mode in Keras 3.
             backbone.model.trainable = phase != "frozen"
+            if phase == "finetune" and not config.finetune_batchnorm:
+                _freeze_batchnorm(backbone.model)
             with info.strategy.scope():
                 optimizer = make_optimizer(config, lr, steps, end - start)
                 model.compile(optimizer=optimizer, loss=task.loss(classes, train_set),
