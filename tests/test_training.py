@@ -66,13 +66,16 @@ def test_train_writes_run_directory_and_evaluates(toy_installed, tiny_config, to
 
     assert 0.0 <= result.metrics["accuracy"] <= 1.0
     assert result.metrics["samples"] == 5  # 10 % of 48 held out
-    assert json.loads((run_dir / "metrics.json").read_text())["samples"] == 5
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert report["samples"] == 5 and report["best_epoch"] == result.metrics["best_epoch"]
+    assert set(report["per_class"]) == {"square", "disc"}  # the task's own report is kept
     assert result.precision == "float32" and result.strategy == "default"
 
     out = tmp_path / "eval"
     metrics = evaluate_model("toy", run_dir / "best.keras", toy_data, batch_size=16, out_dir=out)
     assert metrics["samples"] == 48
-    assert json.loads((out / "metrics.json").read_text()) == metrics
+    report = json.loads((out / "metrics.json").read_text())
+    assert {k: report[k] for k in metrics} == metrics and set(report["per_class"]) == {"square", "disc"}
     with pytest.raises(ModelError, match="is a 'toy' model"):
         evaluate_model("classification", run_dir / "best.keras", toy_data)
 

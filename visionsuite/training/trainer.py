@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -120,6 +121,21 @@ def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     train = Dataset(dataset.classes, [dataset.samples[i] for i in train_idx], dataset.skipped)
     val = Dataset(dataset.classes, [dataset.samples[i] for i in val_idx])
     return train, val
+
+
+def _merge_metrics_json(path: Path, metrics: dict) -> None:
+    """Add ``metrics`` to the ``metrics.json`` a task's ``evaluate`` may have written (its
+    per-class scores stay), atomically."""
+    data = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    data.update(metrics)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)
 
 
 def _freeze_batchnorm(model) -> None:
@@ -361,8 +377,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     if state.best is not None:
         metrics[f"best_{monitor}"] = float(state.best)
     if info.is_chief:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
-                                                         default=float))
+        _merge_metrics_json(run_dir / "metrics.json", metrics)
     else:
         shutil.rmtree(out_dir, ignore_errors=True)
     return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
@@ -400,6 +415,5 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
         out.mkdir(parents=True, exist_ok=True)
     metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
     if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True,
-                                                     default=float))
+        _merge_metrics_json(out / "metrics.json", metrics)
     return metrics
