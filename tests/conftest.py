@@ -93,3 +93,26 @@ def tiny_config(toy_data, tmp_path):
         return TrainConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def save_tiny_classifier():
+    """``save(path, task="classification", classes=("red", "green", "blue"), size=32)``: a
+    ~1k-parameter classification model on simple_cnn, saved as ``.keras`` with metadata."""
+
+    def save(path, task="classification", classes=("red", "green", "blue"), size=32):
+        import keras
+
+        from visionsuite.backbones.registry import build_backbone
+        from visionsuite.models import ModelMetadata, save_keras_model
+        from visionsuite_tasks.classification import ClassificationConfig, ClassificationTask
+
+        keras.utils.set_random_seed(0)
+        cls_task = ClassificationTask(ClassificationConfig(image_size=size, top_k=2))
+        model = cls_task.build_model(
+            build_backbone("simple_cnn", (size, size, 3), widths=(4, 8)), classes)
+        meta = ModelMetadata(task, tuple(classes), size, "simple_cnn",
+                             {"image_size": size, "top_k": 2})
+        return save_keras_model(model, path, meta)
+
+    return save

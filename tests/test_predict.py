@@ -12,24 +12,11 @@ import numpy as np
 import pytest
 
 from visionsuite.errors import DataError, ModelError
-from visionsuite.models import ModelMetadata, save_keras_model
 
 SIZE = 32
 CLASSES = ("red", "green", "blue")
 
 
-def tiny_classifier(path, task="classification"):
-    import keras
-
-    from visionsuite.backbones.registry import build_backbone
-    from visionsuite_tasks.classification import ClassificationConfig, ClassificationTask
-
-    keras.utils.set_random_seed(0)
-    cls_task = ClassificationTask(ClassificationConfig(image_size=SIZE, top_k=3))
-    model = cls_task.build_model(build_backbone("simple_cnn", (SIZE, SIZE, 3), widths=(4, 8)),
-                                 CLASSES)
-    meta = ModelMetadata(task, CLASSES, SIZE, "simple_cnn", {"image_size": SIZE, "top_k": 3})
-    return save_keras_model(model, path, meta)
 
 
 def cli(*args):
@@ -39,11 +26,11 @@ def cli(*args):
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, save_tiny_classifier):
     from visionsuite.runtime import load_runtime
 
     root = tmp_path_factory.mktemp("predict")
-    model = tiny_classifier(root / "tiny.keras")
+    model = save_tiny_classifier(root / "tiny.keras", classes=CLASSES)
     load_runtime(model)  # the cached fp32 TFLite, shared by the CLI runs
     images = root / "images"
     images.mkdir()
@@ -51,7 +38,7 @@ def files(tmp_path_factory):
         cv2.imwrite(str(images / name), np.full((48, 64, 3), colour, np.uint8))
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
     return {"model": model, "images": images, "root": root,
-            "other": tiny_classifier(root / "det.keras", task="detection")}
+            "other": save_tiny_classifier(root / "det.keras", task="detection", classes=CLASSES)}
 
 
 def test_predict_api_matches_the_keras_model(files):

@@ -22,17 +22,11 @@ from visionsuite.streams.sources import (
     mask_url,
     open_source,
 )
+from visionsuite.testing import write_test_video as make_video
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian ffmpeg")
 
 
-def make_video(path, n=20, size=(96, 64), fps=10.0, fourcc="mp4v"):
-    """A video whose frame i is filled with grey level 10*i (so indices can be checked)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-    for i in range(n):
-        writer.write(np.full((size[1], size[0], 3), (10 * i) % 256, np.uint8))
-    writer.release()
-    return path
 
 
 def free_port() -> int:

@@ -18,33 +18,15 @@ import cv2
 import numpy as np
 import pytest
 
-from visionsuite.models import ModelMetadata, save_keras_model
+from visionsuite.testing import write_test_video as make_video
 
 SIZE = 32
 CLASSES = ("a", "b", "c")
 CLI = [sys.executable, "-m", "visionsuite.cli"]
 
 
-def tiny_classifier(path, task="classification"):
-    import keras
-
-    from visionsuite.backbones.registry import build_backbone
-    from visionsuite_tasks.classification import ClassificationConfig, ClassificationTask
-
-    keras.utils.set_random_seed(0)
-    cls_task = ClassificationTask(ClassificationConfig(image_size=SIZE, top_k=2))
-    model = cls_task.build_model(build_backbone("simple_cnn", (SIZE, SIZE, 3), widths=(4, 8)),
-                                 CLASSES)
-    meta = ModelMetadata(task, CLASSES, SIZE, "simple_cnn", {"image_size": SIZE, "top_k": 2})
-    return save_keras_model(model, path, meta)
 
 
-def make_video(path, n=20, size=(96, 64), fps=10.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(n):
-        writer.write(np.full((size[1], size[0], 3), (10 * i) % 256, np.uint8))
-    writer.release()
-    return path
 
 
 def env():
@@ -62,14 +44,14 @@ def error_lines(proc):
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, save_tiny_classifier):
     from visionsuite.runtime import load_runtime
 
     root = tmp_path_factory.mktemp("cli")
-    keras_model = tiny_classifier(root / "tiny.keras")
+    keras_model = save_tiny_classifier(root / "tiny.keras", classes=CLASSES)
     load_runtime(keras_model)  # tiny.fp32.tflite: CLI runs below need no TensorFlow import
     return {"keras": keras_model, "tflite": root / "tiny.fp32.tflite",
-            "other": tiny_classifier(root / "other.keras", task="segmentation"),
+            "other": save_tiny_classifier(root / "other.keras", task="segmentation", classes=CLASSES),
             "video": make_video(root / "clip.mp4", n=20), "root": root}
 
 

@@ -17,51 +17,27 @@ import pytest
 
 import visionsuite
 from visionsuite.errors import ModelError, VisionsuiteError
-from visionsuite.models import ModelMetadata, save_keras_model
 from visionsuite.streams.pipeline import _Hub
+from visionsuite.testing import write_test_video as make_video, count_video_frames as count_frames
 
 SIZE = 32
 CLASSES = ("red", "green", "blue")
 
 
-def tiny_classifier(path, task="classification"):
-    import keras
-
-    from visionsuite.backbones.registry import build_backbone
-    from visionsuite_tasks.classification import ClassificationConfig, ClassificationTask
-
-    keras.utils.set_random_seed(0)
-    cls_task = ClassificationTask(ClassificationConfig(image_size=SIZE, top_k=2))
-    model = cls_task.build_model(build_backbone("simple_cnn", (SIZE, SIZE, 3), widths=(4, 8)),
-                                 CLASSES)
-    meta = ModelMetadata(task, CLASSES, SIZE, "simple_cnn", {"image_size": SIZE, "top_k": 2})
-    return save_keras_model(model, path, meta)
 
 
-def make_video(path, n=20, size=(96, 64), fps=10.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(n):
-        writer.write(np.full((size[1], size[0], 3), (10 * i) % 256, np.uint8))
-    writer.release()
-    return path
 
 
-def count_frames(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n, cap.get(cv2.CAP_PROP_FPS)
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, save_tiny_classifier):
     from visionsuite.runtime import load_runtime
 
     root = tmp_path_factory.mktemp("pipeline")
-    model = tiny_classifier(root / "tiny.keras")
+    model = save_tiny_classifier(root / "tiny.keras", classes=CLASSES)
     load_runtime(model)  # converts once: tiny.fp32.tflite, reused by every test
-    other = tiny_classifier(root / "seg.keras", task="segmentation")
+    other = save_tiny_classifier(root / "seg.keras", task="segmentation", classes=CLASSES)
     video = make_video(root / "clip.mp4", n=20)
     images = root / "images"
     images.mkdir()

@@ -16,6 +16,10 @@ from visionsuite.errors import UsageError, VisionsuiteError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenCV / FFmpeg warnings would repeat our one-line errors (and could show stream URLs);
+# OpenCV reads these when cv2 is first imported.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class _Group(click.Group):
@@ -203,12 +207,6 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
 
 
 # === run / predict / export ===
-def _quiet_video_logs():
-    """OpenCV / FFmpeg warnings would repeat our one-line errors (and could show URLs)."""
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
 @main.command("run")
 @click.argument("task")
 @click.option("--source", "sources", multiple=True, required=True,
@@ -267,7 +265,6 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
     from visionsuite.predict import parse_task_overrides
     from visionsuite.streams.pipeline import format_stats, run, save_stats
 
-    _quiet_video_logs()
     options = parse_task_overrides(task, overrides, top_k=top_k)
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
                  batch_size=batch_size, vid_stride=vid_stride, policy=policy,
@@ -324,7 +321,6 @@ def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
     _tensorflow()
     from visionsuite.predict import parse_task_overrides, predict, summarize
 
-    _quiet_video_logs()
     if model is None:
         model = _task(task)().default_model()  # Task contract: a model reference or None
         if model is None:

@@ -260,3 +260,30 @@ def check_task(task, *, image_size: int = 32, classes=("a", "b", "c")) -> None:
         json.dumps(record)
     except (TypeError, ValueError) as exc:
         fail(f"to_record must be JSON-serialisable ({exc})")
+
+
+# === Streams ===
+def write_test_video(path, n: int = 20, size: tuple[int, int] = (96, 64), fps: float = 10.0,
+                     fourcc: str = "mp4v"):
+    """Write a video of ``n`` frames (``size`` is width, height) whose frame ``i`` is filled
+    with grey level ``10 * i % 256``, so frame indices can be checked after a round trip."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, tuple(size))
+    for i in range(n):
+        writer.write(np.full((size[1], size[0], 3), (10 * i) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def count_video_frames(path) -> tuple[int, float]:
+    """Decode a video fully with OpenCV: ``(frames read, fps from its header)``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return n, fps
