@@ -116,8 +116,10 @@ class Task(abc.ABC):
         """Albumentations ``Compose`` applied to evaluation / prediction samples."""
 
     @abc.abstractmethod
-    def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool):
-        """A batched ``tf.data.Dataset`` of ``(images, targets)`` ready for ``fit``."""
+    def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
+                        seed: int = 0):
+        """A batched ``tf.data.Dataset`` of ``(images, targets)`` ready for ``fit``; when
+        ``training``, shuffled and augmented reproducibly from ``seed``."""
 
     # === Model ===
     @abc.abstractmethod

@@ -296,7 +296,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
         train_bs = _global_batch(len(train_set), config.batch_size, info.replicas)
         val_bs = _global_batch(len(val_set), config.batch_size, info.replicas)
         train_ds = _distributable(
-            task.make_tf_dataset(train_set, batch_size=train_bs, training=True), train_bs,
+            task.make_tf_dataset(train_set, batch_size=train_bs, training=True,
+                                  seed=config.seed), train_bs,
             info.replicas, repeat=config.steps_per_epoch is not None)
         val_ds = (_distributable(
             task.make_tf_dataset(val_set, batch_size=val_bs, training=False), val_bs,

@@ -93,7 +93,8 @@ class ToyTask(Task):
     def eval_transforms(self):
         return None
 
-    def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool):
+    def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
+                        seed: int = 0):
         import tensorflow as tf
 
         size = self.config.image_size
@@ -101,7 +102,7 @@ class ToyTask(Task):
         y = np.eye(len(dataset.classes), dtype=np.float32)[[s.target for s in dataset.samples]]
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if training:
-            ds = ds.shuffle(len(x), seed=0, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if x.shape[1:3] != (size, size):
             ds = ds.map(lambda a, b: (tf.image.resize(a, (size, size)), b))
         return ds.batch(batch_size).prefetch(2)
