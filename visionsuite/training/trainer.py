@@ -151,11 +151,8 @@ def _freeze_batchnorm(model) -> None:
 
 
 def _load(task: Task, path: str, split: str, config) -> Dataset:
+    # The task's reader reports skipped items itself (visionsuite.data.images.warn_skipped).
     data = task.load_dataset(path, split=split, format=config.format, strict=config.strict)
-    if data.skipped:
-        item, reason = data.skipped[0]
-        log.warning("%s: skipped %d unreadable samples (first: %s: %s)", path, len(data.skipped),
-                    item, reason)
     if not len(data):
         raise DataError(f"{path}: no usable samples for split {split!r}")
     return data
