@@ -102,10 +102,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def load_dataset(
         self, path: str | Path, *, split: str | None = None, format: str | None = None,
-        strict: bool = False,
+        strict: bool = False, classes: Sequence[str] | None = None,
     ) -> Dataset:
         """Read a dataset. Unreadable items are skipped and listed in ``Dataset.skipped``
-        (or raise :class:`~visionsuite.errors.DataError` when ``strict``)."""
+        (or raise :class:`~visionsuite.errors.DataError` when ``strict``).
+
+        ``classes`` (the training set's, or a model's) fixes the class list and its indices,
+        so that a validation or test set lacking a class still lines up; a task whose
+        classes come from the data itself raises ``DataError`` when they cannot match."""
 
     @abc.abstractmethod
     def train_transforms(self):

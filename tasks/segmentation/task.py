@@ -136,13 +136,18 @@ class SegmentationTask(Task):
         self._mask_counter = 0
 
     # === Data ===
-    def load_dataset(self, path, *, split=None, format=None, strict=False) -> Dataset:
-        """Read a dataset (formats: :data:`~visionsuite_tasks.segmentation.readers.FORMATS`)."""
+    def load_dataset(self, path, *, split=None, format=None, strict=False,
+                     classes=None) -> Dataset:
+        """Read a dataset (formats: :data:`~visionsuite_tasks.segmentation.readers.FORMATS`).
+        The classes come from the class map; ``classes`` must equal them."""
         from visionsuite.data.images import warn_skipped
 
         data = readers.read_dataset(path, split=split, format=format, strict=strict,
                                     class_map=self.config.class_map or None,
                                     check_masks=self.config.check_masks)
+        if classes is not None and list(classes) != list(data.classes):
+            raise DataError(f"{path}: the class map's classes {list(data.classes)} differ from "
+                            f"the expected {list(classes)}")
         warn_skipped(data.skipped, str(path))
         return data
 

@@ -150,9 +150,10 @@ def _freeze_batchnorm(model) -> None:
             _freeze_batchnorm(layer)
 
 
-def _load(task: Task, path: str, split: str, config) -> Dataset:
+def _load(task: Task, path: str, split: str, config, classes=None) -> Dataset:
     # The task's reader reports skipped items itself (visionsuite.data.images.warn_skipped).
-    data = task.load_dataset(path, split=split, format=config.format, strict=config.strict)
+    data = task.load_dataset(path, split=split, format=config.format, strict=config.strict,
+                             classes=classes)
     if not len(data):
         raise DataError(f"{path}: no usable samples for split {split!r}")
     return data
@@ -261,7 +262,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     # === Data ===
     train_set = _load(task, config.data, "train", config)
     if config.val_data:
-        val_set = _load(task, config.val_data, "val", config)
+        val_set = _load(task, config.val_data, "val", config, classes=train_set.classes)
         if list(val_set.classes) != list(train_set.classes):
             raise DataError(f"{config.val_data}: classes {val_set.classes} differ from the "
                             f"training data's {train_set.classes}")
@@ -402,7 +403,8 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
                                source=f"{model_path}: task_config")
     task = task_cls(task_config)
     model = load_keras_model(model_path)
-    dataset = task.load_dataset(data, split="test", format=format, strict=strict)
+    dataset = task.load_dataset(data, split="test", format=format, strict=strict,
+                                classes=list(metadata.classes))
     if not len(dataset):
         raise DataError(f"{data}: no usable samples to evaluate")
     if dataset.classes and list(dataset.classes) != list(metadata.classes):

@@ -72,8 +72,11 @@ class ToyTask(Task):
     dataset_formats = {"npz": "an .npz file with uint8 `images` (N,H,W,3) and int `labels` (N)"}
 
     # === Data ===
-    def load_dataset(self, path, *, split=None, format=None, strict=False) -> Dataset:
+    def load_dataset(self, path, *, split=None, format=None, strict=False,
+                     classes=None) -> Dataset:
         path = Path(path)
+        if classes is not None and tuple(classes) != CLASSES:
+            raise DataError(f"toy classes are {CLASSES}. Received: classes={tuple(classes)}")
         if format not in (None, "npz"):
             raise DataError(f"toy reads only the 'npz' format. Received: format={format!r}")
         if not path.is_file():
