@@ -239,13 +239,17 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
                    "runs/stream/<task>-<time>.stats.json).")
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--top-k", type=int, help="Labels per frame (tasks with a top_k option).")
+@click.option("--alpha", type=float, help="Overlay opacity 0-1 (tasks with an alpha option).")
+@click.option("--smooth", type=float,
+              help="Temporal smoothing of class probabilities across frames, EMA weight of the "
+                   "past in [0, 1) (tasks with a smoothing option, e.g. segmentation).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Task option, e.g. --set top_k=3.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars for files (default: when stderr is a terminal).")
 def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, policy, queue_size,
             timeout, reconnect, reconnect_delay_max, show, save, results, save_frames,
-            stats_path, max_frames, top_k, overrides, progress):
+            stats_path, max_frames, top_k, alpha, smooth, overrides, progress):
     """Run TASK on cameras, video files, network streams or image folders.
 
     Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
@@ -257,6 +261,8 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
           --save out.mp4 --results out.jsonl
       visionsuite run classification --source rtsp://user:pw@cam/stream --source 0 \\
           --model best.keras --results live.jsonl
+      visionsuite run segmentation --source video.mp4 --alpha 0.6 --smooth 0.5 \\
+          --save out.mp4 --results out.jsonl
     """
     _tensorflow()
     import signal
@@ -265,7 +271,7 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
     from visionsuite.predict import parse_task_overrides
     from visionsuite.streams.pipeline import format_stats, run, save_stats
 
-    options = parse_task_overrides(task, overrides, top_k=top_k)
+    options = parse_task_overrides(task, overrides, top_k=top_k, alpha=alpha, smoothing=smooth)
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
                  batch_size=batch_size, vid_stride=vid_stride, policy=policy,
                  queue_size=queue_size, timeout=timeout, reconnect=reconnect,
@@ -308,10 +314,11 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
               default="auto", show_default=True)
 @click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
 @click.option("--top-k", type=int, help="Labels per image (tasks with a top_k option).")
+@click.option("--alpha", type=float, help="Overlay opacity 0-1 (tasks with an alpha option).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task option.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for annotated images and predictions.jsonl.")
-def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
+def predict_cmd(task, images, model, runtime, threads, top_k, alpha, overrides, out):
     """Predict on image files, folders or glob patterns; one summary line per image.
 
     \b
@@ -325,7 +332,7 @@ def predict_cmd(task, images, model, runtime, threads, top_k, overrides, out):
         model = _task(task)().default_model()  # Task contract: a model reference or None
         if model is None:
             raise UsageError(f"--model is required for task {task!r}")
-    options = parse_task_overrides(task, overrides, top_k=top_k)
+    options = parse_task_overrides(task, overrides, top_k=top_k, alpha=alpha)
     n = 0
     for item in predict(task, model, list(images), runtime=runtime, threads=threads,
                         overrides=options, out_dir=out):
