@@ -197,3 +197,19 @@ def test_pipeline_eval_order_and_errors(tf, tmp_path):
                          transform=augment.eval_transform(8))
     with pytest.raises(Exception, match="gone.png"):
         next(iter(ds))
+
+
+def test_train_transform_for_reads_the_task_config():
+    import dataclasses
+
+    import albumentations as A
+
+    from visionsuite.data.augment import train_transform_for
+    from visionsuite_tasks.segmentation import SegmentationTask
+
+    config = SegmentationTask.Config(image_size=48, augment=0.5, hflip=False, color_jitter=False,
+                                     affine=True)
+    steps = [type(t) for t in train_transform_for(config).transforms]
+    assert steps == [A.RandomResizedCrop, A.Affine]
+    plain = dataclasses.replace(config, augment=0.0, hflip=True)
+    assert [type(t) for t in train_transform_for(plain).transforms] == [A.Resize, A.HorizontalFlip]

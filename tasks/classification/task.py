@@ -114,10 +114,7 @@ class ClassificationTask(Task):
 
     def train_transforms(self):
         # No A.Normalize: the model normalises its [0, 255] RGB input itself.
-        return augment.train_transform(self.config.image_size, strength=self.config.augment,
-                                       hflip=self.config.hflip,
-                                       color_jitter=self.config.color_jitter,
-                                       affine=self.config.affine)
+        return augment.train_transform_for(self.config)
 
     def eval_transforms(self):
         return augment.eval_transform(self.config.image_size)

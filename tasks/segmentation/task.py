@@ -153,10 +153,7 @@ class SegmentationTask(Task):
 
     def train_transforms(self):
         # Geometric steps apply to image and mask jointly (nearest-neighbour for the mask).
-        return augment.train_transform(self.config.image_size, strength=self.config.augment,
-                                       hflip=self.config.hflip,
-                                       color_jitter=self.config.color_jitter,
-                                       affine=self.config.affine)
+        return augment.train_transform_for(self.config)
 
     def eval_transforms(self):
         return augment.eval_transform(self.config.image_size)

@@ -64,6 +64,14 @@ def train_transform(size: int, *, strength: float = 0.5, hflip: bool = True,
     return A.Compose(steps, **compose_kwargs)
 
 
+def train_transform_for(config, **compose_kwargs: Any):
+    """:func:`train_transform` from a task config with the usual fields: ``image_size``,
+    ``augment`` (strength), ``hflip``, ``color_jitter`` and ``affine``."""
+    return train_transform(config.image_size, strength=config.augment, hflip=config.hflip,
+                           color_jitter=config.color_jitter, affine=config.affine,
+                           **compose_kwargs)
+
+
 def eval_transform(size: int, **compose_kwargs: Any):
     """Evaluation / prediction transform: resize to ``size`` x ``size`` (area interpolation,
     as :meth:`visionsuite.task.Task.preprocess` does for single frames)."""
