@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,9 +160,9 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                    **parity(reference, exported)},
     }
     report_path = out_path.with_name(out_path.name + ".parity.json")
-    from visionsuite.runtime.metadata import write_bytes_atomic
+    from visionsuite.files import write_json_atomic
 
-    write_bytes_atomic(report_path, json.dumps(report, indent=2).encode())
+    write_json_atomic(report_path, report)
     report["report"] = str(report_path)
     return report
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,17 +89,5 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part.png")
     fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(data: dict, path: str | Path) -> Path:
-    """Write ``data`` as indented JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
     os.replace(tmp, path)
     return path

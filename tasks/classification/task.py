@@ -11,6 +11,7 @@ import numpy as np
 
 from visionsuite.data import augment
 from visionsuite.errors import DataError, ModelError, UsageError
+from visionsuite.files import write_json_atomic
 from visionsuite.task import Dataset, Prediction, Task, TaskConfig
 from visionsuite_tasks.classification import metrics as cls_metrics
 from visionsuite_tasks.classification import readers
@@ -214,7 +215,7 @@ class ClassificationTask(Task):
             if not self.regression:
                 cls_metrics.plot_confusion_matrix(report["confusion_matrix"], dataset.classes,
                                                   out_dir / "confusion_matrix.png")
-            cls_metrics.write_json(report, out_dir / "metrics.json")
+            write_json_atomic(out_dir / "metrics.json", report)
         return {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
 
     # === Inference ===

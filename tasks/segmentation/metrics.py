@@ -8,7 +8,6 @@ predictions have no IoU and are left out of the means.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,13 +55,6 @@ def scores(cm: np.ndarray, classes: Sequence[str]) -> dict:
         "confusion_matrix": cm.astype(np.int64).tolist(),
     }
     return report
-
-
-def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _savefig(fig, path: Path) -> None:

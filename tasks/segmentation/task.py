@@ -12,6 +12,7 @@ import numpy as np
 
 from visionsuite.data import augment
 from visionsuite.errors import DataError, ModelError, UsageError
+from visionsuite.files import write_json_atomic
 from visionsuite.task import Dataset, Prediction, Task, TaskConfig
 from visionsuite_tasks.segmentation import readers
 from visionsuite_tasks.segmentation.readers import IGNORE
@@ -256,7 +257,7 @@ class SegmentationTask(Task):
             if shown:
                 seg_metrics.plot_samples(*zip(*shown), class_colors(dataset.classes),
                                          out_dir / "samples.png", IGNORE)
-            seg_metrics.write_json(report, out_dir / "evaluation.json")
+            write_json_atomic(out_dir / "evaluation.json", report, sort_keys=True)
         out = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
         for name, row in report["per_class"].items():
             if row["iou"] is not None:

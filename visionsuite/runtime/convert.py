@@ -17,7 +17,8 @@ import numpy as np
 
 from visionsuite.errors import ModelError, UsageError
 from visionsuite.models import METADATA_NAME, ModelMetadata
-from visionsuite.runtime.metadata import embed_tflite_metadata, write_bytes_atomic
+from visionsuite.files import write_bytes_atomic
+from visionsuite.runtime.metadata import embed_tflite_metadata
 
 QUANTIZE = (None, "fp16", "int8")
 

@@ -12,8 +12,6 @@ Reading TFLite metadata needs only ``ai-edge-litert``'s schema (no TensorFlow im
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from visionsuite.errors import ModelError
@@ -102,21 +100,3 @@ def read_metadata(path: str | Path) -> ModelMetadata:
         raise ModelError(f"model not found: {path}")
     raise ModelError(f"unsupported model format (expected .keras, .tflite or a SavedModel "
                      f"folder). Received: {path}")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
 import queue
@@ -525,9 +524,9 @@ def format_stats(stats: dict) -> str:
 
 def save_stats(stats: dict, path: str | Path) -> Path:
     """Write ``stats`` as JSON (atomically)."""
-    from visionsuite.runtime.metadata import write_bytes_atomic
+    from visionsuite.files import write_json_atomic
 
-    return write_bytes_atomic(Path(path), json.dumps(stats, indent=2, default=str).encode())
+    return write_json_atomic(path, stats, default=str)
 
 
 def run(task, source, *, model=None, runtime: str = "auto", threads: int | None = None,

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import numpy as np
 
 from visionsuite.config import save_yaml, to_dict
 from visionsuite.errors import DataError, UsageError
+from visionsuite.files import write_json_atomic
 from visionsuite.models import (ModelMetadata, check_task, load_keras_model, read_keras_metadata,
                                 save_keras_model)
 from visionsuite.task import Dataset, Task
@@ -133,9 +133,7 @@ def _merge_metrics_json(path: Path, metrics: dict) -> None:
         except ValueError:
             data = {}
     data.update(metrics)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, sort_keys=True, default=float)
 
 
 def _freeze_batchnorm(model) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from visionsuite.errors import UsageError
+from visionsuite.files import write_json_atomic
 from visionsuite_tasks.segmentation import losses, metrics
 
 # One batch of 1 x 2 x 2 pixels, 3 classes.
@@ -85,7 +86,7 @@ def test_confusion_matrix_and_scores_by_hand(tmp_path):
     assert report4["miou"] == pytest.approx(np.mean(iou))
     assert report4["per_class"]["d"]["iou"] is None
     metrics.plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "cm.png")
-    metrics.write_json(report, tmp_path / "m.json")
+    write_json_atomic(tmp_path / "m.json", report, sort_keys=True)
     assert (tmp_path / "cm.png").stat().st_size > 1000
     assert json.loads((tmp_path / "m.json").read_text())["confusion_matrix"] == cm.tolist()
 
