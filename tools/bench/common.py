@@ -39,6 +39,23 @@ def make_video(path: Path, frames: int = 300, size=(640, 480), fps: float = 25.0
     return path
 
 
+def preprocessed_frames(video: Path, task, input_size: int) -> list:
+    """Every frame of ``video`` through ``task.preprocess``, as float32 batches of one."""
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(str(video))
+    inputs = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        x, _ = task.preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), input_size)
+        inputs.append(np.asarray(x, np.float32)[None])
+    cap.release()
+    return inputs
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])

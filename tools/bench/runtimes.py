@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Clock, load_average, make_video, median  # noqa: E402
+from common import Clock, load_average, make_video, median, preprocessed_frames  # noqa: E402
 
 
 def calibration_folder(folder: Path, video: Path, n_frames: int = 40) -> Path:
@@ -51,9 +51,6 @@ def main():
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
 
-    import cv2
-    import numpy as np
-
     from visionsuite.export import export_model
     from visionsuite.predict import make_task
     from visionsuite.runtime import load_runtime, resolve_model
@@ -79,14 +76,7 @@ def main():
         models[name] = load_runtime(report["export"], runtime=name.split()[0],
                                     threads=args.threads)
     task = make_task(args.task, metadata, args.model)
-    cap = cv2.VideoCapture(str(video))
-    inputs = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        x, _ = task.preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), metadata.input_size)
-        inputs.append(np.asarray(x, np.float32)[None])
+    inputs = preprocessed_frames(video, task, metadata.input_size)
     for m in models.values():
         for x in inputs[:5]:
             m(x)

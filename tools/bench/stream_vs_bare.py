@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Clock, load_average, make_video, median  # noqa: E402
+from common import Clock, load_average, make_video, median, preprocessed_frames  # noqa: E402
 
 
 def main():
@@ -33,9 +33,6 @@ def main():
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
 
-    import cv2
-    import numpy as np
-
     import visionsuite
     from visionsuite.predict import make_task
     from visionsuite.runtime import load_runtime
@@ -44,14 +41,7 @@ def main():
     video = make_video(work / "clip_640x480.mp4", frames=args.frames)
     model = load_runtime(args.model, runtime=args.runtime, threads=args.threads)
     task = make_task(args.task, model.metadata, args.model)
-    cap = cv2.VideoCapture(str(video))
-    inputs = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        x, _ = task.preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), model.input_size)
-        inputs.append(np.asarray(x, np.float32)[None])
+    inputs = preprocessed_frames(video, task, model.input_size)
     for x in inputs[:10]:  # warm-up
         model(x)
 
