@@ -84,3 +84,29 @@ def test_metadata_entry_is_json_inside_the_zip(tmp_path, tiny_model):
     with zipfile.ZipFile(path) as zf:
         assert "visionsuite.json" in zf.namelist()
         assert b'"task": "classification"' in zf.read("visionsuite.json")
+
+
+def test_version_1_metadata_still_loads_as_a_square_image_with_one_output():
+    """Every model file written before the v2 contract (the default models in the cache
+    included) keeps loading: input_size becomes an HWC spec, the output is "probabilities"."""
+    from visionsuite.models import ModelMetadata
+
+    v1 = ('{"backbone": "simple_cnn", "classes": ["a", "b"], "extra": {}, "format_version": 1, '
+          '"input_size": 96, "task": "classification", "task_config": {"image_size": 96}}')
+    meta = ModelMetadata.from_json(v1)
+    assert meta.input_spec.shape == (96, 96, 3) and meta.input_spec.layout == "HWC"
+    assert meta.output_names == ("probabilities",) and meta.input_size == 96
+    again = ModelMetadata.from_json(meta.to_json())
+    assert again == meta and again.format_version == 2
+
+
+def test_v2_metadata_round_trips_clip_specs_and_named_outputs():
+    from visionsuite.models import ModelMetadata
+    from visionsuite.specs import InputSpec, OutputSpec
+
+    meta = ModelMetadata(task="activity", classes=("walk", "run"),
+                         input_spec=InputSpec((8, 64, 64, 3), "THWC"),
+                         outputs=(OutputSpec("probabilities", (2,)), OutputSpec("state", (4,))))
+    again = ModelMetadata.from_json(meta.to_json())
+    assert again.input_spec.frames == 8 and again.input_size is None
+    assert again.output_names == ("probabilities", "state")

@@ -13,41 +13,80 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from visionsuite.errors import ModelError, VisionsuiteError
+from visionsuite.specs import InputSpec, OutputSpec
 
 METADATA_NAME = "visionsuite.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# v1 files (one output, a square RGB input) name their only output this way when read
+V1_OUTPUT = "probabilities"
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelMetadata:
-    """What a visionsuite model is: enough to run it with no other flags."""
+    """What a visionsuite model is: enough to run it with no other flags.
+
+    Version 2 declares the input (:class:`~visionsuite.specs.InputSpec`) and the named outputs
+    (:class:`~visionsuite.specs.OutputSpec`); version-1 files (``input_size`` only) still load:
+    their input becomes a square RGB ``HWC`` spec and their one output is named
+    ``"probabilities"``. ``input_size`` may still be given instead of ``input_spec``.
+    """
 
     # (str) task plugin name, e.g. "classification"
     task: str
     # (tuple) class names, index order of the model output
     classes: tuple[str, ...]
-    # (int) side of the square RGB input in pixels (inputs are [0, 255], normalised in-model)
-    input_size: int
+    # (InputSpec) what the model eats (shape without batch axis, layout, dtype, divisor);
+    # an int is the side of a square RGB image (the v1 positional ``input_size``)
+    input_spec: InputSpec | int | None = None
     # (str | None) backbone registry name
     backbone: str | None = None
     # (dict) the task's config, as saved by training
     task_config: dict = dataclasses.field(default_factory=dict)
     # (dict) free-form extras (e.g. the preprocessing spec, export details)
     extra: dict = dataclasses.field(default_factory=dict)
+    # (tuple) the model's named outputs, in the order of a list-output model
+    outputs: tuple[OutputSpec, ...] = ()
+    # (dict) how the model was made: git commit, config, data fingerprint, versions, metrics
+    record: dict = dataclasses.field(default_factory=dict)
+    # (int | None) side of a square image input (v1 files; derived from input_spec otherwise)
+    input_size: int | None = None
     # (int) metadata schema version
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        spec = self.input_spec
+        if isinstance(spec, dict):
+            spec = InputSpec.from_dict(spec)
+        elif isinstance(spec, int):  # v1 callers: ModelMetadata(task, classes, input_size)
+            spec = InputSpec.image(spec)
+        if spec is None:
+            if self.input_size is None:
+                raise ModelError("model metadata needs input_spec (or input_size). "
+                                 "Received: neither")
+            spec = InputSpec.image(int(self.input_size))
+        object.__setattr__(self, "input_spec", spec)
+        object.__setattr__(self, "input_size", spec.square_size)
+        outputs = tuple(OutputSpec.from_dict(o) if not isinstance(o, OutputSpec) else o
+                        for o in self.outputs)
+        object.__setattr__(self, "outputs", outputs or (OutputSpec(V1_OUTPUT),))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "format_version", FORMAT_VERSION)  # read v1 as v2
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
         d["classes"] = list(self.classes)
-        return json.dumps(d, indent=2, sort_keys=True)
+        d["input_spec"] = self.input_spec.to_dict()
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        return json.dumps(d, indent=2, sort_keys=True, default=str)
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> "ModelMetadata":
@@ -58,31 +97,22 @@ class ModelMetadata:
             return cls(**{k: v for k, v in d.items() if k in known})
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{source}: invalid visionsuite metadata ({exc})") from exc
-
-
-def _atomic_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+        except VisionsuiteError as exc:
+            raise ModelError(f"{source}: invalid visionsuite metadata ({exc})") from exc
 
 
 def save_keras_model(model: Any, path: str | Path, metadata: ModelMetadata) -> Path:
     """Save ``model`` as ``.keras`` with metadata, atomically (a kill never leaves a
     half-written file at ``path``)."""
+    from visionsuite.files import atomic_output
+
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelError(f"model files must end in .keras. Received: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_NAME, metadata.to_json())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
