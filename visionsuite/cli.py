@@ -78,14 +78,22 @@ def _task(name: str):
     return get_task_class(name)
 
 
+# Commands that take the task's own options (Task.options) after the core ones.
+TASK_OPTIONS = {"ignore_unknown_options": True, "allow_extra_args": True}
+TASK_OPTIONS_HELP = ("Task options (e.g. --top-k 3, --alpha 0.6, --conf 0.4) follow the core "
+                     "options; `visionsuite tasks --options` lists each task's.")
+
+
 # === tasks / backbones ===
 @main.command("tasks")
-def tasks_cmd():
+@click.option("--options", "show_options", is_flag=True,
+              help="Also list each task's own options of run / predict / evaluate.")
+def tasks_cmd(show_options):
     """List installed task plugins; a broken plugin is reported in one line.
 
     \b
     Example:
-      visionsuite tasks
+      visionsuite tasks --options
     """
     _tensorflow()
     from visionsuite.plugins import discover, load_all_tasks
@@ -95,6 +103,9 @@ def tasks_cmd():
     for name, cls in sorted(loaded.items()):
         formats = ", ".join(cls.dataset_formats) or "-"
         click.echo(f"{name:<16} {plugins[name].dist:<28} formats: {formats}")
+        if show_options:
+            for opt in cls.options:
+                click.echo(f"    {opt.cli_flag:<16} {opt.help}")
     for name, err in sorted(errors.items()):
         click.echo(f"{name:<16} BROKEN: {err}")
     if not loaded and not errors:
@@ -181,7 +192,7 @@ def train_cmd(task, config_file, overrides, image_size, **flags):
         click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
-@main.command("evaluate")
+@main.command("evaluate", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)
 @click.argument("task")
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="A trained .keras model.")
 @click.option("--data", required=True, help="Evaluation data.")
@@ -189,7 +200,10 @@ def train_cmd(task, config_file, overrides, image_size, **flags):
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for plots and metrics.json.")
 @click.option("--strict", is_flag=True, help="Fail on unreadable samples.")
-def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Task option, e.g. --set class_map=classes.yaml.")
+@click.pass_context
+def evaluate_cmd(ctx, task, model, data, fmt, batch_size, out, strict, overrides):
     """Score a trained model on a whole dataset (metrics, confusion matrix, samples).
 
     \b
@@ -197,17 +211,21 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
       visionsuite evaluate classification --model runs/classification/demo/best.keras \\
           --data datasets/samples/fashion-mnist
     """
+    from visionsuite.predict import task_overrides
+
+    options = task_overrides(task, overrides, ctx.args)
     _tensorflow()
     from visionsuite.training import evaluate_model
 
     metrics = evaluate_model(task, model, data, format=fmt, batch_size=batch_size,
-                             out_dir=Path(out) if out else None, strict=strict)
+                             out_dir=Path(out) if out else None, strict=strict,
+                             overrides=options)
     for key, value in sorted(metrics.items()):
         click.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 
 
 # === run / predict / export ===
-@main.command("run")
+@main.command("run", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)
 @click.argument("task")
 @click.option("--source", "sources", multiple=True, required=True,
               help="Camera index, video file, URL (rtsp/http(s)/udp...), image folder or glob; "
@@ -238,18 +256,14 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
               help="Timings JSON (default: <results or save>.stats.json, else "
                    "runs/stream/<task>-<time>.stats.json).")
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
-@click.option("--top-k", type=int, help="Labels per frame (tasks with a top_k option).")
-@click.option("--alpha", type=float, help="Overlay opacity 0-1 (tasks with an alpha option).")
-@click.option("--smooth", type=float,
-              help="Temporal smoothing of class probabilities across frames, EMA weight of the "
-                   "past in [0, 1) (tasks with a smoothing option, e.g. segmentation).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Task option, e.g. --set top_k=3.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars for files (default: when stderr is a terminal).")
-def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, policy, queue_size,
-            timeout, reconnect, reconnect_delay_max, show, save, results, save_frames,
-            stats_path, max_frames, top_k, alpha, smooth, overrides, progress):
+@click.pass_context
+def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride, policy,
+            queue_size, timeout, reconnect, reconnect_delay_max, show, save, results,
+            save_frames, stats_path, max_frames, overrides, progress):
     """Run TASK on cameras, video files, network streams or image folders.
 
     Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
@@ -264,14 +278,15 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
       visionsuite run segmentation --source video.mp4 --alpha 0.6 --smooth 0.5 \\
           --save out.mp4 --results out.jsonl
     """
+    from visionsuite.predict import task_overrides
+
+    options = task_overrides(task, overrides, ctx.args)
     _tensorflow()
     import signal
     import time
 
-    from visionsuite.predict import parse_task_overrides
     from visionsuite.streams.pipeline import format_stats, run, save_stats
 
-    options = parse_task_overrides(task, overrides, top_k=top_k, alpha=alpha, smoothing=smooth)
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
                  batch_size=batch_size, vid_stride=vid_stride, policy=policy,
                  queue_size=queue_size, timeout=timeout, reconnect=reconnect,
@@ -306,33 +321,36 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
         sys.exit(128 + received[0])
 
 
-@main.command("predict")
+@main.command("predict", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)
 @click.argument("task")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", help="A .keras/.tflite file, a SavedModel folder or imagenet:<backbone>.")
 @click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite"]),
               default="auto", show_default=True)
 @click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
-@click.option("--top-k", type=int, help="Labels per image (tasks with a top_k option).")
-@click.option("--alpha", type=float, help="Overlay opacity 0-1 (tasks with an alpha option).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task option.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for annotated images and predictions.jsonl.")
-def predict_cmd(task, images, model, runtime, threads, top_k, alpha, overrides, out):
+@click.pass_context
+def predict_cmd(ctx, task, images, model, runtime, threads, overrides, out):
     """Predict on image files, folders or glob patterns; one summary line per image.
 
     \b
     Example:
       visionsuite predict classification --model imagenet:efficientnet_lite0 cat.jpg photos/
     """
-    _tensorflow()
-    from visionsuite.predict import parse_task_overrides, predict, summarize
+    from visionsuite.predict import predict, summarize, task_overrides
 
+    # task options are parsed with the images: split them off (values follow their flag)
+    images, args = _split_task_args(_task(task), list(images) + list(ctx.args))
+    if not images:
+        raise UsageError("predict needs image files, folders or globs. Received: none")
+    options = task_overrides(task, overrides, args)
+    _tensorflow()
     if model is None:
         model = _task(task)().default_model()  # Task contract: a model reference or None
         if model is None:
             raise UsageError(f"--model is required for task {task!r}")
-    options = parse_task_overrides(task, overrides, top_k=top_k, alpha=alpha)
     n = 0
     for item in predict(task, model, list(images), runtime=runtime, threads=threads,
                         overrides=options, out_dir=out):
@@ -340,6 +358,28 @@ def predict_cmd(task, images, model, runtime, threads, top_k, alpha, overrides, 
         n += 1
     if out:
         click.echo(f"{n} predictions written to {out}", err=True)
+
+
+def _split_task_args(cls, words: list[str]) -> tuple[list[str], list[str]]:
+    """``predict``'s positional images and the task options mixed among them."""
+    import dataclasses
+
+    booleans = {f.name for f in dataclasses.fields(cls.Config) if f.type in (bool, "bool")}
+    flags = {o.cli_flag: o.key for o in cls.options}
+    images, args, i = [], [], 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            flag = word.partition("=")[0]
+            key = flags.get(flag) or flags.get("--" + flag[5:] if flag.startswith("--no-") else "")
+            takes_value = "=" not in word and key is not None and key not in booleans \
+                and not flag.startswith("--no-")
+            args.extend(words[i:i + 2] if takes_value else [word])
+            i += 2 if takes_value else 1
+        else:
+            images.append(word)
+            i += 1
+    return images, args
 
 
 @main.command("export")

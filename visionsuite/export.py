@@ -35,49 +35,67 @@ def default_output(model_path: Path, fmt: str, quantize: str | None, cwd: bool) 
     return folder / (f"{stem}.tflite" if fmt == "tflite" else f"{stem}_savedmodel")
 
 
-def calibration_images(task, folder: str | Path, input_size: int,
+def calibration_images(task, folder: str | Path, spec,
                        limit: int = MAX_CALIBRATION) -> list[np.ndarray]:
-    """Up to ``limit`` images of ``folder`` (recursively) preprocessed as the model's input."""
+    """Up to ``limit`` images of ``folder`` (recursively) preprocessed as the model's input
+    (``spec``, an image spec; a clip repeats the image over its frames)."""
     from visionsuite.data.images import list_images, read_image
+    from visionsuite.specs import InputSpec
 
+    if spec.layout == "DHWC":
+        raise UsageError("calibration images cannot make volume inputs; export without "
+                         "--calibration-data (parity on synthetic volumes). Received: DHWC")
     paths, _ = list_images(folder, recursive=True)
     if not paths:
         raise DataError(f"--calibration-data: no readable images in {folder}")
     step = max(1, len(paths) // limit)
+    frame = InputSpec.image(spec.spatial, spec.channels)
     out = []
     for p in paths[::step][:limit]:
-        x, _ = task.preprocess(read_image(p), input_size)
-        out.append(np.asarray(x, np.float32))
+        x, _ = task.preprocess(read_image(p), frame)
+        x = np.asarray(x, np.float32)
+        out.append(np.repeat(x[None], spec.frames, 0) if spec.layout == "THWC" else x)
     return out
 
 
-def synthetic_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """Seeded inputs in [0, 255]: noise, gradients and blobs (a spread of activations)."""
+def synthetic_inputs(n: int, spec, seed: int = 0) -> list[np.ndarray]:
+    """Seeded inputs of ``spec``'s shape in its value range: noise, gradients and blobs (a
+    spread of activations); clips and volumes get one such pattern per frame or slice."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / max(size - 1, 1)
+    h, w = spec.spatial
+    c = spec.channels
+    low, high = spec.value_range
+    yy, xx = np.mgrid[:h, :w] / max(max(h, w) - 1, 1)
     out = []
     for i in range(n):
-        if i % 3 == 0:
-            img = rng.uniform(0, 255, (size, size, 3))
-        elif i % 3 == 1:
-            a, b = rng.uniform(0, 1, 2)
-            img = np.stack([xx * 255 * a, yy * 255 * b, (1 - xx) * 255], -1)
-        else:
-            cy, cx, r = rng.uniform(0.2, 0.8, 3)
-            blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < (r / 2) ** 2)[..., None]
-            img = np.where(blob, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
-        out.append(img.astype(np.float32))
+        planes = []
+        for j in range(spec.frames or 1):
+            kind = (i + j) % 3
+            if kind == 0:
+                img = rng.uniform(0, 1, (h, w, c))
+            elif kind == 1:
+                a = rng.uniform(0, 1, c)
+                img = xx[..., None] * a + yy[..., None] * (1 - a)
+            else:
+                cy, cx, r = rng.uniform(0.2, 0.8, 3)
+                blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < (r / 2) ** 2)[..., None]
+                img = np.where(blob, rng.uniform(0, 1, c), rng.uniform(0, 1, c))
+            planes.append(low + img * (high - low))
+        item = np.stack(planes) if spec.frames else planes[0]
+        out.append(item.astype(np.dtype(spec.dtype)))
     return out
 
 
-def parity(reference, candidate) -> dict:
-    """Max / mean absolute difference and argmax agreement of two models' outputs."""
-    ref = reference if isinstance(reference, list) else [reference]
-    cand = candidate if isinstance(candidate, list) else [candidate]
-    diffs = [np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)) for a, b in zip(ref, cand)]
+def parity(reference: dict, candidate: dict) -> dict:
+    """Max / mean absolute difference over every named output, and the argmax agreement of
+    the first (class scores: top-1 for a classifier, per pixel for a segmenter)."""
+    names = list(reference)
+    diffs = [np.abs(np.asarray(reference[k], np.float64) - np.asarray(candidate[k], np.float64))
+             for k in names]
     out = {"max_abs_diff": float(max(d.max() for d in diffs)),
-           "mean_abs_diff": float(np.mean([d.mean() for d in diffs]))}
-    first_ref, first_cand = np.asarray(ref[0]), np.asarray(cand[0])
+           "mean_abs_diff": float(np.mean([d.mean() for d in diffs])),
+           "outputs": {k: float(d.max()) for k, d in zip(names, diffs)}}
+    first_ref, first_cand = np.asarray(reference[names[0]]), np.asarray(candidate[names[0]])
     if first_ref.ndim >= 2 and first_ref.shape[-1] > 1:
         agree = np.argmax(first_ref, -1) == np.argmax(first_cand, -1)
         out["argmax_agreement"] = float(agree.mean())
@@ -86,7 +104,7 @@ def parity(reference, candidate) -> dict:
 
 def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                  calibration_data: str | Path | None = None, out: str | Path | None = None,
-                 samples: int = 16) -> dict:
+                 samples: int = 16, task=None) -> dict:
     """Export ``model`` (``.keras`` or ``imagenet:<backbone>``) and check parity.
 
     Args:
@@ -97,12 +115,14 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
         out: the output file / folder (default: beside the model, e.g. ``best.int8.tflite``
             or ``best_savedmodel``).
         samples: inputs used for the parity check.
+        task: the Task instance that preprocesses calibration images (default: the plugin
+            named in the model's metadata).
 
     Returns:
         The report saved as ``<out>.parity.json``: paths, sizes, conversion time, parity.
     """
     from visionsuite.models import load_keras_model
-    from visionsuite.predict import make_task
+    from visionsuite.plugins import task_for_model
     from visionsuite.runtime import IMAGENET_PREFIX, load_runtime, resolve_model
     from visionsuite.runtime import convert
     from visionsuite.runtime.backends import KerasModel
@@ -125,9 +145,9 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                                                     str(model).startswith(IMAGENET_PREFIX))
     if format == "tflite" and out_path.suffix != ".tflite":
         raise UsageError(f"a TFLite export must end in .tflite. Received: out={out_path}")
-    size = int(metadata.input_size)
-    task = make_task(metadata.task, metadata, str(path))
-    calibration = (calibration_images(task, calibration_data, size)
+    spec = metadata.input_spec
+    task = task_for_model(metadata, task, source=str(path))
+    calibration = (calibration_images(task, calibration_data, spec)
                    if calibration_data is not None else None)
 
     keras_model = load_keras_model(path)
@@ -143,7 +163,7 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
         convert.keras_to_savedmodel(keras_model, meta, out_path)
     seconds = time.perf_counter() - started
 
-    inputs = (calibration[:samples] if calibration else synthetic_images(samples, size))
+    inputs = (calibration[:samples] if calibration else synthetic_inputs(samples, spec))
     batch = np.stack(inputs)
     reference = KerasModel(keras_model, metadata, path, batch_size=1)(batch)
     exported = load_runtime(out_path, runtime=format)(batch)

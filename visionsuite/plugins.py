@@ -102,3 +102,35 @@ def load_all_tasks() -> tuple[dict[str, type], dict[str, str]]:
     for p in problems:
         errors.setdefault(p.split("'")[1] + " (duplicate)", p)
     return loaded, errors
+
+
+def task_for_model(metadata, task=None, overrides: dict | None = None, *,
+                   source: str = "model"):
+    """The one way to rebuild the task that runs a model: the plugin named by
+    ``metadata.task`` (``task``, a name or an instance, must match it), configured from the
+    config saved in the model plus ``overrides``; the model's input fixes ``image_size``.
+
+    Args:
+        metadata: the model's :class:`~visionsuite.models.ModelMetadata`.
+        task: the task the caller asked for (a name or a Task), or ``None``.
+        overrides: task options, e.g. ``{"top_k": 3}``.
+        source: the model reference, for messages.
+    """
+    from visionsuite.config import build_config
+    from visionsuite.models import check_task
+    from visionsuite.task import Task
+
+    if isinstance(task, Task):
+        check_task(metadata, task.name, source)
+        cls, base = type(task), dataclasses.asdict(task.config)
+    else:
+        check_task(metadata, str(task) if task is not None else metadata.task, source)
+        cls, base = get_task_class(metadata.task), dict(metadata.task_config)
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    fixed = {}
+    size = metadata.input_spec.square_size
+    if "image_size" in known and size is not None:
+        fixed["image_size"] = size
+    config = build_config(cls.Config, {k: v for k, v in base.items() if k in known},
+                          dict(overrides or {}), fixed, source=f"{source}: task")
+    return cls(config)

@@ -1,7 +1,7 @@
 """Predictions on image files: ``visionsuite predict TASK --model REF IMAGES...``.
 
-The model runs through :func:`visionsuite.runtime.load_runtime` and the task's own
-``preprocess`` / ``postprocess`` / ``render`` / ``to_record``, exactly as in a stream.
+One inference loop: ``predict`` is the stream engine (:mod:`visionsuite.streams.pipeline`)
+over an image source, with a JSON-lines sink and an annotated-image sink.
 
 Example:
     >>> for item in predict("classification", "imagenet:efficientnet_lite0", ["cat.jpg"]):
@@ -16,34 +16,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 
 from visionsuite.errors import DataError, UsageError
-from visionsuite.models import ModelMetadata, check_task
 
 log = logging.getLogger("visionsuite")
-
-
-def make_task(task, metadata: ModelMetadata, source: str, overrides: dict | None = None):
-    """The task instance that runs a model: ``task`` (a name or a Task) checked against the
-    model's metadata, configured from the metadata's ``task_config`` plus ``overrides``."""
-    from visionsuite.config import build_config
-    from visionsuite.plugins import get_task_class
-    from visionsuite.task import Task
-
-    if isinstance(task, Task):
-        check_task(metadata, task.name, source)
-        if overrides:
-            return type(task)(dataclasses.replace(task.config, **overrides))
-        return task
-    check_task(metadata, str(task), source)
-    cls = get_task_class(str(task))
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    saved = {k: v for k, v in metadata.task_config.items() if k in known}
-    # the model fixes the input size, whatever the overrides say
-    config = build_config(cls.Config, saved, dict(overrides or {}),
-                          {"image_size": metadata.input_size}, source=f"{source}: task")
-    return cls(config)
 
 
 def summarize(record: dict, limit: int = 200) -> str:
@@ -87,72 +63,90 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
 def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
             threads: int | None = None, overrides: dict | None = None,
             out_dir: str | Path | None = None) -> Iterator[PredictResult]:
-    """Yield a :class:`PredictResult` per readable image of ``inputs`` (files, folders, globs).
+    """Yield a :class:`PredictResult` per readable image of ``inputs`` (files, folders, globs),
+    in the order given: the stream engine over one image source, with the task's sinks.
 
     Args:
         task: task name (or instance) the model must have been made for.
         model: model reference (see :func:`visionsuite.runtime.load_runtime`).
         overrides: task config values, e.g. ``{"top_k": 3}``.
-        out_dir: where to write annotated images and ``predictions.jsonl``.
+        out_dir: where to write annotated images (``<stem>.jpg``) and ``predictions.jsonl``.
     """
-    import cv2
+    from visionsuite.plugins import task_for_model
+    from visionsuite.runtime import resolve_model
+    from visionsuite.streams import sinks
+    from visionsuite.streams.pipeline import run
+    from visionsuite.streams.sources import ImageSource
 
-    from visionsuite.data.images import read_image
-    from visionsuite.runtime import load_runtime, resolve_model
-
-    path, metadata = resolve_model(model)
-    task_obj = make_task(task, metadata, str(model), overrides)
+    _, metadata = resolve_model(model)  # a wrong model fails before any image is read
+    task = task_for_model(metadata, task, overrides, source=str(model))
     paths, _ = expand_inputs(inputs)  # unreadable images are reported as they are found
     if not paths:
         raise DataError(f"no readable images in {', '.join(map(str, inputs))}")
-    net = load_runtime(model, runtime=runtime, threads=threads)
-    out = Path(out_dir) if out_dir else None
-    jsonl = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        jsonl = open(out / "predictions.jsonl", "w", encoding="utf-8")
-    try:
-        for p in paths:
-            try:
-                rgb = read_image(p)
-            except DataError as exc:
-                log.warning("skipped %s", exc)
-                continue
-            x, meta = task_obj.preprocess(rgb, net.input_size)
-            raw = net(np.asarray(x, np.float32)[None])
-            raw = [r[0] for r in raw] if isinstance(raw, list) else raw[0]
-            prediction = task_obj.postprocess(raw, dict(meta, source=str(p)), metadata.classes)
-            record = task_obj.to_record(prediction)
-            if out is not None:
-                bgr = task_obj.render(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), prediction)
-                name = out / f"{p.stem}.jpg"
-                tmp = name.with_name(f".{name.name}.tmp.jpg")
-                cv2.imwrite(str(tmp), bgr)
-                tmp.replace(name)
-                jsonl.write(json.dumps({"path": str(p), "result": record}, default=str) + "\n")
-                jsonl.flush()
-            yield PredictResult(str(p), prediction, record)
-    finally:
-        if jsonl is not None:
-            jsonl.close()
+    extra = []
+    if out_dir is not None:
+        out = Path(out_dir)
+        extra = [sinks.FramesSink(out, by_stem=True), sinks.JsonlSink(out / "predictions.jsonl")]
+    source = ImageSource(", ".join(map(str, inputs)), paths=paths)
+    stream = run(task, None, model=model, runtime=runtime, threads=threads, policy="queue",
+                 sinks=extra, sources=[source], progress=False)
+    for result in stream:
+        yield PredictResult(result.path, result.prediction, result.record)
 
 
-def parse_task_overrides(task, pairs: Sequence[str], **named) -> dict:
-    """``KEY=VALUE`` strings and named options (``top_k=5``; ``None`` = not given) as task
-    config overrides; a key the task does not have is a usage error."""
+def parse_task_args(cls, args: Sequence[str]) -> dict:
+    """The task's own command-line options (``Task.options``) in ``args``, e.g.
+    ``["--conf", "0.4", "--classes=person,car"]`` -> ``{"conf": 0.4, "classes": ...}``.
+    A boolean option takes no value (``--legend`` / ``--no-legend``); values are YAML."""
+    import yaml
+
+    from visionsuite.errors import did_you_mean
+
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    flags = {o.cli_flag: o.key for o in cls.options}
+    for flag, key in flags.items():
+        if key not in fields:
+            raise UsageError(f"task {cls.name!r} declares option {flag} for a config key it "
+                             f"lacks. Received: key={key!r}")
+    booleans = {k for k, f in fields.items() if f.type in (bool, "bool")}
+    values: dict = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, sep, raw = arg.partition("=")
+        negated = flag.startswith("--no-") and "--" + flag[5:] in flags
+        key = flags.get("--" + flag[5:] if negated else flag)
+        if key is None:
+            hint = did_you_mean(flag, flags) if flags else " It has no options of its own."
+            raise UsageError(f"task {cls.name!r} has no option {flag}.{hint} Received: {arg}")
+        if key in booleans and not sep:
+            values[key] = not negated
+            i += 1
+            continue
+        if not sep:
+            if i + 1 >= len(args):
+                raise UsageError(f"{flag} needs a value. Received: {flag} at the end")
+            raw, i = args[i + 1], i + 1
+        try:
+            values[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            values[key] = raw
+        i += 1
+    return values
+
+
+def task_overrides(task, pairs: Sequence[str] = (), args: Sequence[str] = ()) -> dict:
+    """Task config overrides from ``--set KEY=VALUE`` strings and the task's own options
+    (``args``); a key the task does not have is a usage error."""
     from visionsuite.config import parse_overrides
-
-    values = dict(parse_overrides(pairs)) if pairs else {}
-    values = {k.split(".", 1)[1] if k.startswith("task.") else k: v for k, v in values.items()}
-    for key, value in named.items():
-        if value is not None:
-            values[key] = value
-    if not values:
-        return {}
     from visionsuite.errors import did_you_mean
     from visionsuite.plugins import get_task_class
 
     cls = get_task_class(task) if isinstance(task, str) else type(task)
+    values = dict(parse_overrides(pairs)) if pairs else {}
+    values = {k.split(".", 1)[1] if k.startswith("task.") else k: v for k, v in values.items()}
+    values.update(parse_task_args(cls, args))
     known = {f.name for f in dataclasses.fields(cls.Config)}
     for key in values:
         if key not in known:

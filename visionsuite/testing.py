@@ -183,28 +183,44 @@ def _check_normalization(name: str, bb: Backbone, images: np.ndarray) -> None:
 
 
 # === Tasks ===
-def check_task(task, *, image_size: int = 32, classes=("a", "b", "c")) -> None:
-    """Run a task plugin through the whole contract on a tiny ``simple_cnn``.
+def check_task(task, *, image_size: int = 32, classes=("a", "b", "c"), workdir=None,
+               backbone: str | None = "", backbone_args=None, config=None) -> dict:
+    """Run a task plugin through the whole contract, on tiny data the task makes itself.
+
+    Static rules (a Task subclass with a name, a frozen Config, dataset formats, options that
+    name Config fields), then: ``make_tiny_dataset`` -> ``load_dataset`` ->
+    ``make_tf_dataset`` -> ``build_model`` on a tiny backbone -> one ``fit`` step ->
+    ``evaluate`` (writing ``evaluation.json``) -> ``.keras`` save / safe-mode load round trip
+    -> TFLite export with its parity check -> a short stream through the task's per-source
+    state on the exported model, with ``render`` and ``to_record``.
 
     Args:
         task: a :class:`~visionsuite.task.Task` subclass or its registered name.
-        image_size: side of the square model input used for the check.
+        image_size: side of the model input used for the check (tasks with ``image_size``).
         classes: class names given to the task (at least two).
+        workdir: a folder for the files (default: a temporary folder).
+        backbone / backbone_args: the registry backbone the head is put on (default a tiny
+            ``simple_cnn`` for image and clip inputs; ``None`` hands ``build_model`` no
+            backbone, the default for volumes).
+        config: more task options for the check.
+
+    Returns:
+        What was measured: ``{"metrics": ..., "parity": ..., "predictions": n}``.
 
     Example (in a plugin's tests)::
 
         from visionsuite.testing import check_task
 
-        def test_my_task_follows_the_contract():
-            check_task("my_task")
+        def test_my_task_follows_the_contract(tmp_path):
+            check_task("my_task", workdir=tmp_path)
     """
     import dataclasses
     import json
-
-    import albumentations as A
+    import tempfile
+    from pathlib import Path
 
     from visionsuite.plugins import get_task_class
-    from visionsuite.task import Prediction, Task, TaskConfig
+    from visionsuite.task import REPORT_NAME, Prediction, Task, TaskConfig
 
     cls = get_task_class(task) if isinstance(task, str) else task
     label = f"task {getattr(cls, 'name', cls)!r}"
@@ -223,43 +239,129 @@ def check_task(task, *, image_size: int = 32, classes=("a", "b", "c")) -> None:
         fail("Config must be a frozen dataclass")
     if not cls.dataset_formats:
         fail("must list its dataset_formats")
-    instance = cls(config_cls(image_size=image_size))
-    for which in ("train_transforms", "eval_transforms"):
-        if not isinstance(getattr(instance, which)(), A.BaseCompose):
-            fail(f"{which}() must return an Albumentations Compose")
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    for option in cls.options:
+        if option.key not in fields:
+            fail(f"option {option.cli_flag} sets {option.key!r}, which Config lacks")
+    values = dict(config or {})
+    if "image_size" in fields:
+        values.setdefault("image_size", image_size)
+    instance = cls(config_cls(**values))
+    spec = instance.input_spec()
+    outputs = tuple(instance.output_specs())
+    if not outputs or len({o.name for o in outputs}) != len(outputs):
+        fail(f"output_specs() must name at least one output, each once. Received: {outputs}")
+    names = tuple(o.name for o in outputs)
 
-    backbone = build_backbone("simple_cnn", (image_size, image_size, 3), widths=(4, 8, 8, 8, 8),
-                              depth=1)
-    model = instance.build_model(backbone, list(classes))
-    if tuple(model.input_shape) != (None, image_size, image_size, 3):
-        fail(f"build_model must take (None, {image_size}, {image_size}, 3) RGB inputs. "
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="vs-check-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    # === Data ===
+    data_path = instance.make_tiny_dataset(folder / "data", list(classes))
+    dataset = instance.load_dataset(data_path)
+    if len(dataset) < 2:
+        fail(f"load_dataset of make_tiny_dataset's data must give >= 2 samples. "
+             f"Received: {len(dataset)}")
+    train_classes = list(dataset.classes)
+    ds = instance.make_tf_dataset(dataset, batch_size=2, training=True, seed=0)
+    features, _ = next(iter(ds))
+    first = features if not isinstance(features, dict) else features[spec.name]
+    if tuple(first.shape[1:]) != spec.shape:
+        fail(f"make_tf_dataset must yield inputs of the input spec {spec.shape}. "
+             f"Received: {tuple(first.shape[1:])}")
+
+    # === Model: one fit step, evaluate ===
+    from visionsuite.training.trainer import backbone_input_shape
+
+    if backbone == "":
+        backbone = None if spec.layout == "DHWC" else "simple_cnn"
+    bb_args = dict(backbone_args if backbone_args is not None else
+                   ({"widths": (4, 8, 8, 8, 8), "depth": 1} if backbone == "simple_cnn" else {}))
+    bb = build_backbone(backbone, backbone_input_shape(spec), **bb_args) if backbone else None
+    model = instance.build_model(bb, train_classes)
+    if tuple(model.input_shape[1:]) != spec.shape:
+        fail(f"build_model must take inputs of the input spec (None, *{spec.shape}). "
              f"Received: {model.input_shape}")
-    instance.loss(list(classes))
-    instance.metrics(list(classes))
+    model.compile(optimizer="adam", loss=instance.loss(train_classes, dataset),
+                  metrics=instance.metrics(train_classes), jit_compile=False)
+    history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    loss = float(history.history["loss"][-1])
+    if not np.isfinite(loss):
+        fail(f"the fit step's loss is not finite. Received: {loss}")
+    report_dir = folder / "evaluation"
+    report_dir.mkdir(exist_ok=True)
+    metrics = instance.evaluate(model, dataset, report_dir, batch_size=2)
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float))
+                                                for v in metrics.values()):
+        fail(f"evaluate must return a dict of numbers. Received: {metrics!r}")
+    if not (report_dir / REPORT_NAME).is_file():
+        fail(f"evaluate(out_dir=...) must write {REPORT_NAME}")
 
+    # === Save / load / export ===
+    from visionsuite.config import to_dict
+    from visionsuite.export import export_model
+    from visionsuite.models import ModelMetadata, load_keras_model, save_keras_model
+    from visionsuite.runtime import load_runtime
+    from visionsuite.runtime.backends import KerasModel
+
+    meta = ModelMetadata(task=cls.name, classes=tuple(train_classes), input_spec=spec,
+                         outputs=outputs, backbone=backbone, task_config=to_dict(instance.config))
+    path = save_keras_model(model, folder / "model.keras", meta)
+    loaded = load_keras_model(path)
+    from visionsuite.export import synthetic_inputs
+
+    probe = np.stack(synthetic_inputs(2, spec, seed=1))
+    before = KerasModel(model, meta, path)(probe)
+    after = KerasModel(loaded, meta, path)(probe)
+    if set(before) != set(names):
+        fail(f"the model's outputs must be {list(names)}. Received: {sorted(before)}")
+    for k in names:
+        if not np.allclose(before[k], after[k], atol=1e-5):
+            fail(f"output {k!r} differs after a .keras save / load round trip")
+    report = export_model(path, "tflite", out=folder / "model.tflite", samples=2, task=instance)
+    if report["parity"]["max_abs_diff"] > 1e-3:
+        fail(f"the TFLite export differs from Keras: {report['parity']}")
+
+    # === Stream through the per-source state ===
+    from visionsuite.task import Task as _Task  # noqa: F401
+
+    net = load_runtime(folder / "model.tflite")
+    state = instance.new_state("conformance", net.metadata.input_spec, train_classes)
     rng = np.random.default_rng(0)
-    frame_bgr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    original = frame_bgr.copy()
-    x, meta = instance.preprocess(frame_bgr[..., ::-1].copy(), image_size)
-    if x.shape != (image_size, image_size, 3) or x.dtype != np.float32:
-        fail(f"preprocess must return float32 ({image_size}, {image_size}, 3). "
-             f"Received: {x.dtype} {x.shape}")
-    meta = dict(meta, source="conformance", frame=0)
-    raw = np.asarray(model(x[None], training=False))[0]
-    prediction = instance.postprocess(raw, meta, list(classes))
-    if not isinstance(prediction, Prediction):
-        fail(f"postprocess must return a Prediction. Received: {type(prediction).__name__}")
-    drawn = instance.render(frame_bgr, prediction)
-    if not np.array_equal(frame_bgr, original):
-        fail("render must not modify the input frame in place")
-    if drawn.shape != frame_bgr.shape or drawn.dtype != np.uint8:
-        fail(f"render must return a uint8 frame of the input's shape. Received: "
-             f"{drawn.dtype} {drawn.shape}")
-    record = instance.to_record(prediction)
-    try:
-        json.dumps(record)
-    except (TypeError, ValueError) as exc:
-        fail(f"to_record must be JSON-serialisable ({exc})")
+    if spec.layout == "DHWC":
+        d, (h, w), c = spec.frames, spec.spatial, spec.channels
+        items = [np.asarray(synthetic_inputs(1, type(spec)((d + d // 2, h + h // 2, w, c),
+                                                           "DHWC"), seed=2)[0])]
+    else:
+        items = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+                 for _ in range((spec.frames or 1) + 2)]
+    predictions = 0
+    for i, item in enumerate(items):
+        for x, ctx in state.push(item.copy(), {"source": "conformance", "frame": i,
+                                               "timestamp": 0.0}):
+            out = {k: v[0] for k, v in net(np.asarray(x)[None]).items()}
+            prediction = state.merge(out, ctx)
+            if prediction is None:
+                continue
+            if not isinstance(prediction, Prediction):
+                fail(f"postprocess must return a Prediction. Received: "
+                     f"{type(prediction).__name__}")
+            predictions += 1
+            frame = item if item.ndim == 3 and item.dtype == np.uint8 else \
+                rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            original = frame.copy()
+            drawn = instance.render(frame, prediction)
+            if not np.array_equal(frame, original):
+                fail("render must not modify the input frame in place")
+            if drawn.shape != frame.shape or drawn.dtype != np.uint8:
+                fail(f"render must return a uint8 frame of the input's shape. Received: "
+                     f"{drawn.dtype} {drawn.shape}")
+            try:
+                json.dumps(instance.to_record(prediction))
+            except (TypeError, ValueError) as exc:
+                fail(f"to_record must be JSON-serialisable ({exc})")
+    if not predictions:
+        fail("the stream through the task's state gave no prediction")
+    return {"metrics": metrics, "parity": report["parity"], "predictions": predictions}
 
 
 # === Streams ===

@@ -24,7 +24,8 @@ def _check_size(size: int) -> int:
 
 
 def train_transform(size: int, *, strength: float = 0.5, hflip: bool = True,
-                    color_jitter: bool = True, affine: bool = True, **compose_kwargs: Any):
+                    vflip: bool = False, rot90: bool = False, color_jitter: bool = True,
+                    affine: bool = True, **compose_kwargs: Any):
     """Training augmentation ending at ``size`` x ``size``.
 
     Random resized crop (area ``[1 - 0.6 * strength, 1]``), horizontal flip, colour jitter
@@ -35,6 +36,8 @@ def train_transform(size: int, *, strength: float = 0.5, hflip: bool = True,
         size: side of the square output, in pixels.
         strength: 0 disables everything but the resize (and the flip), 1 is strong.
         hflip: randomly mirror left-right (turn off for text, digits, oriented scenes).
+        vflip: randomly mirror top-bottom (microscopy, aerial and satellite images).
+        rot90: random multiples of 90 degrees (orientation-free images; square outputs).
         color_jitter: include the colour jitter (~0.1 ms an image at any size).
         affine: include the random affine (~0.25 ms an image: the costliest step on small
             images such as 28 px Fashion-MNIST, where turning it off triples throughput).
@@ -55,6 +58,10 @@ def train_transform(size: int, *, strength: float = 0.5, hflip: bool = True,
         steps.append(A.Resize(size, size, interpolation=cv2.INTER_AREA))
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
+    if vflip:
+        steps.append(A.VerticalFlip(p=0.5))
+    if rot90:
+        steps.append(A.RandomRotate90(p=0.75))
     if s > 0 and color_jitter:
         j = 0.4 * s
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.05 * s, p=0.8))
@@ -65,9 +72,12 @@ def train_transform(size: int, *, strength: float = 0.5, hflip: bool = True,
 
 
 def train_transform_for(config, **compose_kwargs: Any):
-    """:func:`train_transform` from a task config with the usual fields: ``image_size``,
-    ``augment`` (strength), ``hflip``, ``color_jitter`` and ``affine``."""
+    """:func:`train_transform` from a task config with the fields of
+    :class:`~visionsuite.task.ImageTaskConfig`: ``image_size``, ``augment`` (strength),
+    ``hflip``, ``vflip``, ``rot90``, ``color_jitter`` and ``affine``."""
     return train_transform(config.image_size, strength=config.augment, hflip=config.hflip,
+                           vflip=getattr(config, "vflip", False),
+                           rot90=getattr(config, "rot90", False),
                            color_jitter=config.color_jitter, affine=config.affine,
                            **compose_kwargs)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from visionsuite.data.collate import batch_shape, collate, flatten, pack_as
 from visionsuite.data.images import read_image, to_rgb
 from visionsuite.errors import DataError
 from visionsuite.task import Dataset, Sample
@@ -55,12 +56,12 @@ def default_to_arrays(outputs: Mapping[str, Any], sample: Sample) -> tuple:
 class _BatchLoader:
     """The Python side of the pipeline: indices -> stacked arrays (one call per batch)."""
 
-    def __init__(self, samples, load, transform, to_arrays, dtypes):
+    def __init__(self, samples, load, transform, to_arrays, leaves):
         self.samples = samples
         self.load = load
         self.transform = transform
         self.to_arrays = to_arrays
-        self.dtypes = dtypes
+        self.leaves = leaves
         self._local = threading.local()
 
     def _transform(self):
@@ -80,7 +81,7 @@ class _BatchLoader:
             sample = self.samples[int(i)]
             inputs = dict(self.load(sample))
             outputs = transform(**inputs) if transform is not None else inputs
-            arrays = self.to_arrays(outputs, sample)
+            arrays = flatten(self.to_arrays(outputs, sample))
             if columns is None:
                 columns = [[] for _ in arrays]
             if len(arrays) != len(columns):
@@ -88,15 +89,7 @@ class _BatchLoader:
                                 f"{len(arrays)} arrays, expected {len(columns)}")
             for col, a in zip(columns, arrays):
                 col.append(np.asarray(a))
-        out = []
-        for col, dtype, k in zip(columns, self.dtypes, range(len(self.dtypes))):
-            try:
-                out.append(np.stack(col).astype(dtype, copy=False))
-            except ValueError as exc:  # ragged shapes: a transform that does not resize
-                shapes = sorted({a.shape for a in col})[:4]
-                raise DataError(f"output {k} has different shapes within a batch {shapes}; "
-                                f"the transform must produce fixed-size arrays") from exc
-        return tuple(out)
+        return tuple(collate(columns, self.leaves))
 
 
 def make_tf_dataset(
@@ -116,9 +109,11 @@ def make_tf_dataset(
 
     Args:
         dataset: the samples to serve.
-        output_signature: one ``tf.TensorSpec`` per array ``to_arrays`` returns, *without*
-            the batch axis, e.g. ``(TensorSpec((96, 96, 3), "float32"),
-            TensorSpec((), "int32"))``. Arrays are cast to these dtypes.
+        output_signature: the structure ``to_arrays`` returns (tuples, dicts), with one
+            ``tf.TensorSpec`` per array *without* the batch axis, e.g.
+            ``(TensorSpec((96, 96, 3), "float32"), TensorSpec((), "int32"))``, or a
+            :class:`~visionsuite.data.collate.Padded` for a variable-length part (boxes).
+            Arrays are cast to these dtypes.
         batch_size: samples per batch.
         training: shuffle the samples (reshuffled every epoch) and use a fresh augmentation
             seed per batch and epoch.
@@ -127,7 +122,7 @@ def make_tf_dataset(
         transform: an Albumentations ``Compose`` (or any callable taking those keyword
             arguments and returning a dict), applied jointly to image and targets; ``None``
             passes the inputs through.
-        to_arrays: ``to_arrays(outputs, sample) -> tuple of arrays`` in the order of
+        to_arrays: ``to_arrays(outputs, sample) -> structure of arrays`` shaped like
             ``output_signature``. Cast here whatever Albumentations hands back in another
             type (it returns class labels of boxes as floats).
         seed: seeds the shuffle order and the augmentations (same seed, same batches).
@@ -136,8 +131,8 @@ def make_tf_dataset(
             Output order is deterministic whatever the value.
 
     Returns:
-        A ``tf.data.Dataset`` of tuples of batched tensors (a 1-tuple is unwrapped),
-        prefetched.
+        A ``tf.data.Dataset`` of batched tensors in the signature's structure (a 1-tuple is
+        unwrapped), prefetched.
 
     Example:
         >>> ds = make_tf_dataset(
@@ -152,9 +147,9 @@ def make_tf_dataset(
     n = len(dataset)
     if n == 0:
         raise DataError("the dataset has no samples; check the path, split and format")
-    signature = tuple(output_signature)
-    dtypes = [np.dtype(spec.dtype.as_numpy_dtype) for spec in signature]
-    loader = _BatchLoader(list(dataset.samples), load, transform, to_arrays, dtypes)
+    signature = output_signature
+    leaves = flatten(signature)
+    loader = _BatchLoader(list(dataset.samples), load, transform, to_arrays, leaves)
 
     indices = tf.data.Dataset.range(n)
     if training:
@@ -167,13 +162,14 @@ def make_tf_dataset(
     ds = tf.data.Dataset.zip((indices, seeds))
 
     def fetch(idx, batch_seed):
-        arrays = tf.numpy_function(loader, [idx, batch_seed], [s.dtype for s in signature],
+        arrays = tf.numpy_function(loader, [idx, batch_seed], [leaf.dtype for leaf in leaves],
                                    stateful=False)
-        out = []
-        for a, spec in zip(arrays, signature):
-            a = tf.ensure_shape(a, [int(batch_size) if drop_remainder else None, *spec.shape])
-            out.append(a)
-        return out[0] if len(out) == 1 else tuple(out)
+        batch = int(batch_size) if drop_remainder else None
+        out = [tf.ensure_shape(a, batch_shape(leaf, batch)) for a, leaf in zip(arrays, leaves)]
+        structure = pack_as(signature, out)
+        if isinstance(structure, (tuple, list)) and len(structure) == 1:
+            return structure[0]
+        return tuple(structure) if isinstance(structure, list) else structure
 
     ds = ds.map(fetch, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
                 deterministic=True)

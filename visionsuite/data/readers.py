@@ -30,6 +30,34 @@ def resolve_split(root: str | Path, split: str | None) -> Path:
     return root / split
 
 
+def detect_format(path: str | Path, formats, *, file_rules=(), folder_rules=(),
+                  folder: str = "folder") -> str:
+    """The dataset format of ``path``, shared by every task's reader.
+
+    Args:
+        formats: the task's format names (for the error message).
+        file_rules: ``(predicate(path), format)`` tried in order for a file; a ``.csv`` file
+            is ``"csv"`` unless a rule says otherwise.
+        folder_rules: ``(predicate(path), format)`` tried in order for a folder.
+        folder: the format of any other folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset not found: {path}")
+    if path.is_file():
+        for rule, fmt in file_rules:
+            if rule(path):
+                return fmt
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise DataError(f"cannot tell the dataset format of {path}; pass format= one of "
+                        f"{', '.join(formats)}")
+    for rule, fmt in folder_rules:
+        if rule(path):
+            return fmt
+    return folder
+
+
 def subfolders(root: str | Path) -> list[Path]:
     """Visible sub-folders of ``root``, sorted by name."""
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))

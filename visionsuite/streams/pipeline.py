@@ -1,5 +1,10 @@
-"""The stream pipeline: capture -> preprocess -> batched inference -> postprocess + render ->
-sinks, each stage in its own thread, joined by small bounded buffers.
+"""The stream pipeline: capture -> per-source state (preprocess) -> batched inference ->
+merge + render -> sinks, each stage in its own thread, joined by small bounded buffers.
+
+Each source has its own :class:`~visionsuite.streams.state.State`, made by the task when the
+source opens and dropped at the end of input and when the source reconnects: it turns frames
+into zero or more model inputs (one per frame, one per clip window, many tiles per volume) and
+merges the named model outputs back into predictions. The task object holds no stream memory.
 
 Stages overlap, so throughput is set by the slowest stage (normally inference), not by the sum
 of the stages. Buffers are bounded, so memory stays flat however long the stream.
@@ -7,6 +12,8 @@ of the stages. Buffers are bounded, so memory stays flat however long the stream
 Between capture and inference, each source has its own buffer with its drop policy:
 
 * files and image folders never drop: a full buffer makes the reader wait;
+* drop policies act on whole model inputs: a state that windows frames (clips) gets every
+  frame, and only its assembled inputs are dropped; tiles of one item are never dropped;
 * live sources (cameras, URLs) under the ``"newest"`` policy (default) keep only the newest
   frame -- at capture *and* after preprocessing -- so a frame waits at most for the inference
   that is running when it arrives: capture-to-result latency stays under about two inference
@@ -44,6 +51,13 @@ from visionsuite.streams.sources import POLICIES, Frame, Source, open_source
 log = logging.getLogger("visionsuite.streams")
 
 _END = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class _SourceEnd:
+    """Put after a source's last frame: the engine drops that source's state."""
+
+    source_id: int
 
 
 @dataclasses.dataclass
@@ -121,9 +135,11 @@ class _Hub:
     def put(self, sid: int, item) -> bool:
         with self.cond:
             buf = self.buffers[sid]
-            if self.policies[sid] == "newest":
-                self.dropped[sid] += len(buf)
+            if self.policies[sid] == "newest" and not isinstance(item, _SourceEnd):
+                self.dropped[sid] += sum(not isinstance(b, _SourceEnd) for b in buf)
+                kept = [b for b in buf if isinstance(b, _SourceEnd)]
                 buf.clear()
+                buf.extend(kept)
             else:
                 while len(buf) >= self.capacity and not self.stop.is_set():
                     self.cond.wait(0.1)
@@ -235,6 +251,11 @@ class Stream:
                                                "postprocess", "render", "sinks")}
         self._latency = _Timer()
         self._running = False
+        # (list) per source: how many states the engine made (1 + reconnects, for tests)
+        self.states_created = [0] * len(self.sources)
+        probe = [self._new_state(s.source_id) for s in self.sources] if self.sources else []
+        self._frame_drops = [st.frame_drops for st in probe]
+        self._input_drops = [st.input_drops for st in probe]
 
     # === Control ===
     def stop(self, reason: str = "stopped") -> None:
@@ -271,35 +292,49 @@ class Stream:
             source.counts["failed"] += 1
         finally:
             source.close()
+            hub.put(source.source_id, _SourceEnd(source.source_id))
             hub.finish(source.source_id)
 
+    def _new_state(self, sid: int):
+        source = self.sources[sid]
+        meta = self.model.metadata
+        return self.task.new_state(source.name, meta.input_spec, meta.classes)
+
     def _preprocess(self, raw: _Hub, ready: _Hub):
-        import cv2
-
-        from visionsuite.task import Task
-
-        timer, size = self._timers["preprocess"], self.model.input_size
-        # The base Task.preprocess (resize + cast) treats the channels alike: run it on the
-        # BGR frame and swap the channels of its small output instead of converting the
-        # full frame first (same numbers, a fraction of the work).
-        channel_blind = type(self.task).preprocess is Task.preprocess
+        timer = self._timers["preprocess"]
+        states: dict[int, tuple[int, object]] = {}  # source id -> (segment, state)
         try:
             while True:
                 items = raw.get(1)
                 if items is None:
                     break
-                frame: Frame = items[0]
+                frame = items[0]
+                if isinstance(frame, _SourceEnd):  # end of input: drop the source's state
+                    _, state = states.pop(frame.source_id, (None, None))
+                    if state is not None:
+                        state.close()
+                    continue
+                segment, state = states.get(frame.source_id, (None, None))
+                if state is None or segment != frame.segment:  # opened or reconnected
+                    if state is not None:
+                        state.close()
+                    state = self._new_state(frame.source_id)
+                    states[frame.source_id] = (frame.segment, state)
+                    self.states_created[frame.source_id] += 1
+                meta = {"source": self.sources[frame.source_id].name, "frame": frame.index,
+                        "timestamp": frame.timestamp}
+                if frame.path is not None:
+                    meta["path"] = frame.path
                 t0 = time.perf_counter()
-                if channel_blind:
-                    x, meta = self.task.preprocess(frame.image, size)
-                    x = np.ascontiguousarray(np.asarray(x, np.float32)[..., ::-1])
-                else:
-                    x, meta = self.task.preprocess(
-                        cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), size)
-                    x = np.asarray(x, np.float32)
-                timer.add(time.perf_counter() - t0)
-                if not ready.put(frame.source_id, (frame, x, meta)):
-                    break
+                pushed = state.push(frame.image, meta)
+                while True:
+                    x = next(pushed, None)
+                    if x is None:
+                        break
+                    timer.add(time.perf_counter() - t0)
+                    if not ready.put(frame.source_id, (frame, x[0], x[1], state)):
+                        return
+                    t0 = time.perf_counter()
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -314,11 +349,11 @@ class Stream:
                 if items is None:
                     break
                 batch = items[0][1][None] if len(items) == 1 else \
-                    np.stack([x for _, x, _ in items])
+                    np.stack([item[1] for item in items])
                 t0 = time.perf_counter()
-                raw = self.model(batch)
+                outputs = self.model(batch)
                 timer.add(time.perf_counter() - t0, len(items))
-                if not _put(out, (items, raw), self._stop):
+                if not _put(out, (items, outputs), self._stop):
                     break
         except Exception as exc:
             self._fail(exc)
@@ -327,20 +362,20 @@ class Stream:
 
     def _postprocess(self, inp: queue.Queue, out: queue.Queue):
         post, draw = self._timers["postprocess"], self._timers["render"]
-        classes = self.model.metadata.classes
         names = {s.source_id: s.name for s in self.sources}
         try:
             while True:
                 got = _get(inp, self._stop)
                 if got is _END:
                     break
-                items, raw = got
-                for i, (frame, _, meta) in enumerate(items):
+                items, outputs = got
+                for i, (frame, _, ctx, state) in enumerate(items):
                     t0 = time.perf_counter()
-                    one = [r[i] for r in raw] if isinstance(raw, list) else raw[i]
-                    # Task contract: meta carries the stream id and frame index.
-                    meta = dict(meta, source=names[frame.source_id], frame=frame.index)
-                    prediction = self.task.postprocess(one, meta, classes)
+                    one = {k: v[i] for k, v in outputs.items()}
+                    prediction = state.merge(one, ctx)
+                    if prediction is None:  # a state that needs more outputs (tiles)
+                        post.add(time.perf_counter() - t0)
+                        continue
                     record = self.task.to_record(prediction)
                     t1 = time.perf_counter()
                     post.add(t1 - t0)
@@ -392,9 +427,12 @@ class Stream:
             raise UsageError("a Stream can be iterated once")
         self._running = True
         n = len(self.sources)
-        policies = [self.policy if s.live else "queue" for s in self.sources]
-        raw = _Hub(policies, self.queue_size, self._stop)
-        ready = _Hub(policies, max(self.queue_size, 2 * self.model.batch_size), self._stop)
+        live = [self.policy if s.live else "queue" for s in self.sources]
+        # a windowed state gets every frame; only whole assembled inputs are dropped
+        raw = _Hub([p if ok else "queue" for p, ok in zip(live, self._frame_drops)],
+                   self.queue_size, self._stop)
+        ready = _Hub([p if ok else "queue" for p, ok in zip(live, self._input_drops)],
+                     max(self.queue_size, 2 * self.model.batch_size), self._stop)
         inferred: queue.Queue = queue.Queue(maxsize=2)
         # after inference, small buffers: they only absorb jitter, and each result holds
         # a full-size annotated frame
@@ -534,7 +572,8 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
         timeout: float = 10.0, reconnect: int = 5, reconnect_delay: float = 0.5,
         reconnect_delay_max: float = 10.0, show: bool = False, save=None, results=None,
         save_frames=None, render: bool = False, progress: bool | None = False,
-        max_frames: int | None = None, task_options: dict | None = None) -> Stream:
+        max_frames: int | None = None, task_options: dict | None = None,
+        sinks: Sequence = (), sources: Sequence[Source] | None = None) -> Stream:
     """Run ``task`` on one or more sources; iterate the returned :class:`Stream` for results.
 
     Args:
@@ -558,8 +597,11 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
         progress: progress bars for files and folders (``None``: when stderr is a terminal).
         max_frames: stop after this many results.
         task_options: task config overrides, e.g. ``{"top_k": 3}``.
+        sinks: more sinks, after the task's own (:meth:`~visionsuite.task.Task.sinks`)
+            and before the ones above.
+        sources: already made (unopened) sources instead of ``source`` specs.
     """
-    from visionsuite.predict import make_task
+    from visionsuite.plugins import task_for_model
     from visionsuite.runtime import load_runtime, resolve_model
     from visionsuite.streams import sinks as sink_mod
 
@@ -573,8 +615,9 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
             raise UsageError(f"task {plugin.name!r} has no default model; pass one. "
                              f"Received: model=None")
     _, metadata = resolve_model(model)
-    task_obj = make_task(task, metadata, str(model), task_options)
-    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    task_obj = task_for_model(metadata, task, task_options, source=str(model))
+    specs = list(sources) if sources is not None else (
+        list(source) if isinstance(source, (list, tuple)) else [source])
     if not specs:
         raise UsageError("no source given. Received: source=[]")
     if save is not None:
@@ -582,11 +625,15 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
     opened: list[Source] = []
     try:
         for i, spec in enumerate(specs):
+            if isinstance(spec, Source):
+                spec.source_id = i
+                opened.append(spec.open())
+                continue
             opened.append(open_source(spec, i, vid_stride=vid_stride, timeout=timeout,
                                       reconnect=reconnect, reconnect_delay=reconnect_delay,
                                       reconnect_delay_max=reconnect_delay_max))
         net = load_runtime(model, runtime=runtime, threads=threads, batch_size=batch_size)
-        stream_sinks = []
+        stream_sinks = list(task_obj.sinks()) + list(sinks)
         stream = Stream(task_obj, net, opened, policy=policy, queue_size=queue_size,
                         render=render, progress=progress, max_frames=max_frames)
         if show:

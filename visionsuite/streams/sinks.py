@@ -196,19 +196,25 @@ def _jsonable(value):
 
 
 class FramesSink(Sink):
-    """Writes each annotated frame as ``DIR/<source>_<frame:06d>.jpg`` (written atomically)."""
+    """Writes each annotated frame as ``DIR/<source>_<frame:06d>.jpg``, or, with
+    ``by_stem``, image results as ``DIR/<image stem>.jpg`` (``predict --out``); atomically."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, by_stem: bool = False):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.by_stem = by_stem
         self.frames = 0
 
     def write(self, result):
         import cv2
 
-        path = self.folder / f"{result.source_id}_{result.index:06d}.jpg"
-        tmp = path.with_name(f".{path.name}.tmp.jpg")
-        if not cv2.imwrite(str(tmp), result.frame):
-            raise DataError(f"--save-frames: cannot write {path}")
-        os.replace(tmp, path)
+        from visionsuite.files import atomic_output
+
+        if self.by_stem and result.path:
+            path = self.folder / f"{Path(result.path).stem}.jpg"
+        else:
+            path = self.folder / f"{result.source_id}_{result.index:06d}.jpg"
+        with atomic_output(path) as tmp:
+            if not cv2.imwrite(str(tmp), result.frame):
+                raise DataError(f"--save-frames: cannot write {path}")
         self.frames += 1

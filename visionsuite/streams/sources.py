@@ -64,6 +64,9 @@ class Frame:
     image: np.ndarray
     # (str | None) the image file, for folder and glob sources
     path: str | None = None
+    # (int) how many times the source had reconnected when the frame was read: the stream
+    # engine starts a fresh per-source state when it changes
+    segment: int = 0
 
 
 class Source(abc.ABC):
@@ -135,7 +138,8 @@ class _CaptureSource(Source):
 
     def _make(self, index, image) -> Frame:
         self.counts["frames"] += 1
-        return Frame(self.source_id, index, self._timestamp(index), time.perf_counter(), image)
+        return Frame(self.source_id, index, self._timestamp(index), time.perf_counter(), image,
+                     segment=self.counts["outages"])
 
     def close(self) -> None:
         if self.cap is not None:
@@ -389,13 +393,16 @@ class ImageSource(Source):
 
     Args:
         spec: folder, glob pattern (``photos/*.jpg``) or image file.
+        paths: the image files, in order, instead of ``spec`` (``spec`` then only names
+            the source); ``predict`` uses this for its expanded inputs.
     """
 
     kind = "images"
 
-    def __init__(self, spec: str | Path, source_id=0):
+    def __init__(self, spec: str | Path, source_id=0, paths=None):
         super().__init__(str(spec), source_id)
         self.spec = str(spec)
+        self.given = None if paths is None else [Path(p) for p in paths]
         self.paths: list[Path] = []
         self.skipped: list[tuple[str, str]] = []
 
@@ -403,7 +410,9 @@ class ImageSource(Source):
         from visionsuite.data.images import check_image_file, is_image_file, list_images
 
         path = Path(self.spec)
-        if path.is_dir():
+        if self.given is not None:
+            self.paths = list(self.given)
+        elif path.is_dir():
             self.paths, self.skipped = list_images(path)
         elif any(c in self.spec for c in "*?["):
             self.paths, self.skipped = [], []

@@ -272,19 +272,21 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
         monitor = monitor[len("val_"):]
         log.warning("no validation data (val_fraction=0): monitoring %r on the training set", monitor)
 
-    size = int(task.config.image_size)
+    spec = task.input_spec()
     state = checkpoint.state if checkpoint else RunState()
     history: list[dict] = []
     with precision_scope(policy):
         # === Model ===
         with info.strategy.scope():
-            backbone = build_backbone(config.backbone, (size, size, 3), weights=config.weights,
+            backbone = build_backbone(config.backbone, backbone_input_shape(spec),
+                                      weights=config.weights,
                                       **config.backbone_args)
             model = task.build_model(backbone, classes)
         if checkpoint:
             restore_model(checkpoint, model, str(ckpt_path))
         metadata = ModelMetadata(
-            task=task.name, classes=tuple(classes), input_size=size, backbone=config.backbone,
+            task=task.name, classes=tuple(classes), input_spec=spec,
+            outputs=tuple(task.output_specs()), backbone=config.backbone,
             task_config=to_dict(task.config),
             extra={"preprocessing": to_dict(backbone.spec.preprocessing),
                    "backbone_args": to_dict(backbone.spec.arch), "precision": policy})
@@ -380,26 +382,28 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
 
 
+def backbone_input_shape(spec) -> tuple[int, ...]:
+    """The backbone's input for a task's input spec: the image itself (HWC), one frame of
+    a clip (a 2D backbone runs per frame), or the whole volume (DHWC, 3D backbones)."""
+    return (*spec.spatial, spec.channels) if spec.layout == "THWC" else tuple(spec.shape)
+
+
 def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
                    format: str | None = None, batch_size: int = 32,
-                   out_dir: str | Path | None = None, strict: bool = False) -> dict:
+                   out_dir: str | Path | None = None, strict: bool = False,
+                   overrides: dict | None = None) -> dict:
     """Score a trained ``.keras`` model on a whole dataset with its task's ``evaluate``.
 
-    The task is rebuilt with the config saved in the model's metadata; ``out_dir`` (if given)
-    receives the task's plots and ``metrics.json``.
+    The task is rebuilt from the model (:func:`~visionsuite.plugins.task_for_model`: its
+    saved config plus ``overrides``); the dataset is read against the model's classes.
+    ``out_dir`` (if given) receives the task's report ``evaluation.json``, its plots and the
+    flat scores in ``metrics.json``.
     """
-    from visionsuite.config import build_config
-    from visionsuite.plugins import get_task_class
+    from visionsuite.plugins import task_for_model
 
     model_path = Path(model_path)
     metadata = read_keras_metadata(model_path)
-    check_task(metadata, task_name, str(model_path))
-    task_cls = get_task_class(task_name)
-    known = {f.name for f in dataclasses.fields(task_cls.Config)}
-    task_config = build_config(task_cls.Config,
-                               {k: v for k, v in metadata.task_config.items() if k in known},
-                               source=f"{model_path}: task_config")
-    task = task_cls(task_config)
+    task = task_for_model(metadata, task_name, overrides, source=str(model_path))
     model = load_keras_model(model_path)
     dataset = task.load_dataset(data, split="test", format=format, strict=strict,
                                 classes=list(metadata.classes))
