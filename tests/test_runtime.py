@@ -69,14 +69,14 @@ def test_runtimes_agree_and_carry_metadata(model_dir, batch):
         assert model.runtime == name
         assert model.metadata.task == "classification"
         assert model.metadata.classes == CLASSES and model.input_size == SIZE
-        outs[name] = model(batch)  # 5 inputs at batch 2: two full chunks and a padded one
+        outs[name] = model(batch)["probabilities"]  # 5 inputs at batch 2: two full chunks and a padded one
         assert outs[name].shape == (5, 3)
     np.testing.assert_allclose(outs["savedmodel"], outs["keras"], atol=1e-5)
     np.testing.assert_allclose(outs["tflite"], outs["keras"], atol=1e-4)
     assert len(set(np.argmax(outs["keras"], -1).tolist())) > 1  # a non-trivial classifier
     # the batch padding does not leak into results: one at a time gives the same numbers
     single = load_runtime(model_dir / "tiny.keras", runtime="tflite")
-    np.testing.assert_allclose(single(batch[4:5])[0], outs["tflite"][4], atol=1e-6)
+    np.testing.assert_allclose(single(batch[4:5])["probabilities"][0], outs["tflite"][4], atol=1e-6)
 
 
 def test_auto_uses_a_cached_fp32_tflite_beside_the_model(model_dir, batch):
@@ -95,12 +95,13 @@ def test_cache_is_rebuilt_when_the_model_changes(tmp_path, batch):
     from visionsuite.runtime import load_runtime
 
     path = tiny_classifier(tmp_path / "m.keras", seed=0)
-    first = load_runtime(path)(batch)
+    first = load_runtime(path)(batch)["probabilities"]
     tiny_classifier(path, seed=1)  # retrained: same file name, new weights
     second = load_runtime(path)
     assert second.source == str(tmp_path / "m.fp32.tflite")
-    assert not np.allclose(second(batch), first, atol=1e-3)
-    np.testing.assert_allclose(second(batch), load_runtime(path, runtime="keras")(batch),
+    assert not np.allclose(second(batch)["probabilities"], first, atol=1e-3)
+    np.testing.assert_allclose(second(batch)["probabilities"],
+                               load_runtime(path, runtime="keras")(batch)["probabilities"],
                                atol=1e-4)
 
 
@@ -114,9 +115,9 @@ def test_tflite_metadata_is_embedded_and_sidecar_is_a_fallback(model_dir, tmp_pa
     meta = read_tflite_metadata(copy)
     assert meta.task == "classification" and meta.classes == CLASSES
     assert meta.extra["format"] == "tflite" and len(meta.extra["source_sha256"]) == 64
-    np.testing.assert_allclose(load_runtime(copy)(batch), load_runtime(model_dir / "tiny.keras",
-                                                                        runtime="keras")(batch),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        load_runtime(copy)(batch)["probabilities"],
+        load_runtime(model_dir / "tiny.keras", runtime="keras")(batch)["probabilities"], atol=1e-4)
 
     # a .tflite made by another tool: no embedded metadata -> sidecar <model>.tflite.json
     import tensorflow as tf
@@ -130,7 +131,7 @@ def test_tflite_metadata_is_embedded_and_sidecar_is_a_fallback(model_dir, tmp_pa
         load_runtime(foreign)
     (tmp_path / "foreign.tflite.json").write_text(
         ModelMetadata("classification", ("x", "y"), SIZE).to_json())
-    assert load_runtime(foreign)(batch).shape == (5, 2)
+    assert load_runtime(foreign)(batch)["probabilities"].shape == (5, 2)
 
 
 def test_savedmodel_metadata_in_assets(model_dir):

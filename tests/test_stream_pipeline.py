@@ -262,7 +262,7 @@ def test_frames_reach_the_model_as_rgb(files, tmp_path):
 
     def probs(image):
         x = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
-        return model(x[None])[0]
+        return model(x[None])["probabilities"][0]
 
     results = list(visionsuite.run("classification", path, model=files["model"]))
     swapped = []

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from visionsuite.data.images import list_images
+from visionsuite.data import readers as data_readers
 from visionsuite.data.readers import SPLITS, read_csv_rows, resolve_split, subfolders
 from visionsuite.errors import DataError, UsageError, did_you_mean
 from visionsuite.task import Dataset, Sample
@@ -29,8 +30,6 @@ FORMATS = {
 }
 # Name of the value "class" of regression datasets (the one model output).
 REGRESSION_CLASSES = ["value"]
-# Dataset cards shipped with the source tree (datasets/<name>.yaml).
-CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
 _IDX_IMAGES = re.compile(r"^(?P<prefix>.+)-images[-.]idx3-ubyte(\.gz)?$")
 
@@ -38,19 +37,10 @@ _IDX_IMAGES = re.compile(r"^(?P<prefix>.+)-images[-.]idx3-ubyte(\.gz)?$")
 def detect_format(path: str | Path) -> str:
     """The format of ``path``: ``csv`` for a ``.csv`` file, ``idx`` for IDX files or a folder
     holding them, ``folder`` for any other folder."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"dataset not found: {path}")
-    if path.is_file():
-        if path.suffix.lower() == ".csv":
-            return "csv"
-        if _IDX_IMAGES.match(path.name):
-            return "idx"
-        raise DataError(f"cannot tell the dataset format of {path}; pass format= one of "
-                        f"{', '.join(FORMATS)}")
-    if any(_IDX_IMAGES.match(p.name) for p in path.iterdir()):
-        return "idx"
-    return "folder"
+    is_idx = lambda p: bool(_IDX_IMAGES.match(p.name))  # noqa: E731
+    return data_readers.detect_format(
+        path, FORMATS, file_rules=[(is_idx, "idx")],
+        folder_rules=[(lambda p: any(is_idx(q) for q in p.iterdir()), "idx")])
 
 
 def remap(dataset: Dataset, classes: Sequence[str] | None) -> Dataset:
@@ -224,10 +214,12 @@ def _idx_pair(path: Path, split: str | None) -> tuple[Path, Path]:
 
 
 def find_card(folder: Path) -> Path | None:
-    """The dataset card of ``folder``: its own ``dataset.yaml``, else
-    ``datasets/<folder name>.yaml`` shipped with visionsuite."""
-    for card in (folder / "dataset.yaml", CARDS_DIR / f"{folder.name}.yaml"):
-        if card.is_file():
+    """The dataset card of ``folder``: its own ``dataset.yaml``, else the card
+    ``<folder name>.yaml`` shipped in :mod:`visionsuite.cards`."""
+    from visionsuite.cards import card_path
+
+    for card in (folder / "dataset.yaml", card_path(folder.name)):
+        if card is not None and card.is_file():
             return card
     return None
 

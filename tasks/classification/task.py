@@ -9,18 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from visionsuite.data import augment
 from visionsuite.errors import DataError, ModelError, UsageError
 from visionsuite.files import write_json_atomic
-from visionsuite.task import Dataset, Prediction, Task, TaskConfig
+from visionsuite.specs import OutputSpec
+from visionsuite.task import REPORT_NAME, Dataset, ImageTask, ImageTaskConfig, Prediction, TaskOption
 from visionsuite_tasks.classification import metrics as cls_metrics
 from visionsuite_tasks.classification import readers
 from visionsuite_tasks.classification.render import draw_text_lines
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationConfig(TaskConfig):
-    """Options of the classification task (``--set task.<key>=value`` / YAML ``task:``)."""
+class ClassificationConfig(ImageTaskConfig):
+    """Options of the classification task (``--set task.<key>=value`` / YAML ``task:``); the
+    image and augmentation options come from :class:`~visionsuite.task.ImageTaskConfig`."""
 
     # (int) side of the square model input, in pixels
     image_size: int = 224
@@ -36,28 +37,16 @@ class ClassificationConfig(TaskConfig):
     dropout: float = 0.0
     # (int) labels reported per prediction (and k of the top-k accuracy when >= k classes)
     top_k: int = 5
-    # (float) training augmentation strength in [0, 1]: 0 = resize (+ flip) only
-    augment: float = 0.5
-    # (bool) random horizontal flips while training
-    hflip: bool = True
-    # (bool) colour jitter while training (strength from `augment`)
-    color_jitter: bool = True
-    # (bool) random rotation / shear while training (costliest step on tiny images)
-    affine: bool = True
 
     def __post_init__(self):
-        checks = [
-            (self.image_size >= 8, "image_size must be >= 8", "image_size"),
-            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)",
-             "label_smoothing"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)", "dropout"),
-            (self.top_k >= 1, "top_k must be >= 1", "top_k"),
-            (0.0 <= self.augment <= 1.0, "augment must be in [0, 1]", "augment"),
-            (self.huber_delta > 0, "huber_delta must be > 0", "huber_delta"),
-        ]
-        for ok, message, key in checks:
-            if not ok:
-                raise UsageError(f"classification: {message}. Received: {key}={getattr(self, key)!r}")
+        super().__post_init__()
+        self.check(
+            (0.0 <= self.label_smoothing < 1.0, "classification: label_smoothing must be in "
+             "[0, 1)", "label_smoothing"),
+            (0.0 <= self.dropout < 1.0, "classification: dropout must be in [0, 1)", "dropout"),
+            (self.top_k >= 1, "classification: top_k must be >= 1", "top_k"),
+            (self.huber_delta > 0, "classification: huber_delta must be > 0", "huber_delta"),
+        )
 
 
 @dataclasses.dataclass
@@ -70,7 +59,7 @@ class ClassificationPrediction(Prediction):
     value: float | None = None
 
 
-class ClassificationTask(Task):
+class ClassificationTask(ImageTask):
     """Image classification (and regression of one value per image) on any backbone.
 
     The head is global average pooling of the backbone's deepest feature map, dropout and a
@@ -91,6 +80,7 @@ class ClassificationTask(Task):
     name = "classification"
     Config = ClassificationConfig
     dataset_formats = readers.FORMATS
+    options = (TaskOption("top_k", "labels per image or frame"),)
 
     @property
     def regression(self) -> bool:
@@ -113,12 +103,25 @@ class ClassificationTask(Task):
         warn_skipped(data.skipped, str(path))
         return data
 
-    def train_transforms(self):
-        # No A.Normalize: the model normalises its [0, 255] RGB input itself.
-        return augment.train_transform_for(self.config)
+    def output_specs(self):
+        if self.regression:
+            return (OutputSpec("value", (1,)),)
+        return (OutputSpec("probabilities", (None,)),)
 
-    def eval_transforms(self):
-        return augment.eval_transform(self.config.image_size)
+    def make_tiny_dataset(self, folder, classes):
+        """A class-per-folder dataset of 4 small PNGs a class (one flat colour each)."""
+        import cv2
+
+        root = Path(folder)
+        rng = np.random.default_rng(0)
+        for k, name in enumerate(classes):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(4):
+                colour = np.zeros(3, np.uint8)
+                colour[k % 3] = 200
+                image = np.clip(rng.normal(colour, 20, (40, 48, 3)), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(root / name / f"{i}.png"), image)
+        return root
 
     def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
                         seed: int = 0):
@@ -142,7 +145,8 @@ class ClassificationTask(Task):
                 return out["image"], eye[sample.target]
 
             target_spec = tf.TensorSpec((len(dataset.classes),), tf.float32)
-        transform = self.train_transforms() if training else self.eval_transforms()
+        # No A.Normalize: the model normalises its [0, 255] RGB input itself.
+        transform = self._train_transform() if training else self._eval_transform()
         return make_tf_dataset(dataset, output_signature=(image_spec, target_spec),
                                batch_size=batch_size, training=training, transform=transform,
                                to_arrays=to_arrays, seed=seed)
@@ -196,7 +200,7 @@ class ClassificationTask(Task):
     def evaluate(self, model, dataset: Dataset, out_dir: Path | None = None, *,
                  batch_size: int = 32) -> dict[str, float]:
         """Accuracy, top-5, macro precision / recall / F1 (regression: MAE, RMSE, R²) over
-        the whole dataset. With ``out_dir``: ``metrics.json`` (with per-class scores) and
+        the whole dataset. With ``out_dir``: ``evaluation.json`` (with per-class scores) and
         ``confusion_matrix.png``."""
         units = int(model.outputs[0].shape[-1])
         expected = 1 if self.regression else len(dataset.classes)
@@ -215,7 +219,7 @@ class ClassificationTask(Task):
             if not self.regression:
                 cls_metrics.plot_confusion_matrix(report["confusion_matrix"], dataset.classes,
                                                   out_dir / "confusion_matrix.png")
-            write_json_atomic(out_dir / "metrics.json", report)
+            write_json_atomic(out_dir / REPORT_NAME, report)
         return {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
 
     # === Inference ===
@@ -224,8 +228,13 @@ class ClassificationTask(Task):
         ``visionsuite run|predict classification`` without ``--model``."""
         return None if self.regression else "imagenet:efficientnet_lite0"
 
-    def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]):
-        raw = np.asarray(raw, dtype=np.float64).reshape(-1)
+    def postprocess(self, outputs, meta: dict, classes: Sequence[str]):
+        """Top-k labels from the one output (``probabilities``, or ``value`` in regression
+        mode)."""
+        if len(outputs) != 1:
+            raise ModelError(f"a classification model has one output. Received: "
+                             f"{sorted(outputs)}")
+        raw = np.asarray(next(iter(outputs.values())), dtype=np.float64).reshape(-1)
         if self.regression:
             if raw.size != 1:
                 raise ModelError(f"a regression model has one output. Received: {raw.size} outputs")

@@ -8,7 +8,6 @@ predictions have no IoU and are left out of the means.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,8 +29,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def scores(cm: np.ndarray, classes: Sequence[str]) -> dict:
-    """mIoU, per-class IoU and Dice, pixel accuracy and mean Dice from a confusion matrix."""
+def scores(cm: np.ndarray, classes: Sequence[str], background: int | None = None) -> dict:
+    """mIoU, per-class IoU and Dice, pixel accuracy and mean Dice from a confusion matrix;
+    with a ``background`` class index also the mean Dice and IoU of the other classes
+    (``mean_dice_foreground``, ``miou_foreground``), the figures that matter when the
+    background dominates."""
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
     fp = cm.sum(axis=0) - tp
@@ -46,6 +48,7 @@ def scores(cm: np.ndarray, classes: Sequence[str]) -> dict:
         "pixel_accuracy": float(tp.sum() / total) if total else 0.0,
         "mean_dice": float(np.mean(dice[present])) if present.any() else 0.0,
         "num_pixels": int(total),
+        **_foreground(iou, dice, present, background),
         "per_class": {
             name: {"iou": None if np.isnan(i) else float(i),
                    "dice": None if np.isnan(d) else float(d),
@@ -57,14 +60,25 @@ def scores(cm: np.ndarray, classes: Sequence[str]) -> dict:
     return report
 
 
+def _foreground(iou, dice, present, background) -> dict:
+    if background is None:
+        return {}
+    keep = present.copy()
+    keep[background] = False
+    if not keep.any():
+        return {}
+    return {"mean_dice_foreground": float(np.mean(dice[keep])),
+            "miou_foreground": float(np.mean(iou[keep]))}
+
+
 def _savefig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
+    from visionsuite.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_confusion_matrix(cm, classes: Sequence[str], path: Path) -> None:

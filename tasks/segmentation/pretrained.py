@@ -16,7 +16,6 @@ channel as the two classes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +130,6 @@ def selfie_segmentation_model(source: str | Path | None = None,
     except Exception as exc:  # a damaged flatbuffer raises anything
         raise ModelError(f"{source}: not a readable TFLite model ({type(exc).__name__})") from exc
     data = embed_tflite_metadata(data, selfie_metadata())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
-    return out
+    from visionsuite.files import write_bytes_atomic
+
+    return write_bytes_atomic(out, data)

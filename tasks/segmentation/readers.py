@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from visionsuite.data.images import check_image_file, list_images
+from visionsuite.data import readers as data_readers
 from visionsuite.data.readers import read_csv_rows, resolve_split
 from visionsuite.errors import DataError, UsageError, did_you_mean
 from visionsuite.task import Dataset, Sample
@@ -174,16 +175,12 @@ def read_class_map(path: str | Path) -> ClassMap:
 
 def write_class_map(class_map: ClassMap, path: str | Path) -> Path:
     """Write ``class_map`` as YAML (atomic)."""
-    import os
-
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(yaml.safe_dump(class_map.to_dict(), sort_keys=False, default_flow_style=None))
-    os.replace(tmp, path)
-    return path
+    from visionsuite.files import write_bytes_atomic
+
+    text = yaml.safe_dump(class_map.to_dict(), sort_keys=False, default_flow_style=None)
+    return write_bytes_atomic(path, text.encode())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,15 +277,8 @@ def find_class_map(*folders: Path) -> Path:
 
 
 def detect_format(path: str | Path) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"dataset not found: {path}")
-    if path.is_file():
-        if path.suffix.lower() == ".csv":
-            return "csv"
-        raise DataError(f"cannot tell the dataset format of {path}; pass format= one of "
-                        f"{', '.join(FORMATS)}")
-    return "folders"
+    """``csv`` for a CSV manifest, ``folders`` for a dataset folder."""
+    return data_readers.detect_format(path, FORMATS, folder="folders")
 
 
 def _subdir(folder: Path, names: Sequence[str], what: str) -> Path:
@@ -298,9 +288,22 @@ def _subdir(folder: Path, names: Sequence[str], what: str) -> Path:
     raise DataError(f"{folder} has no {what} folder (expected one of: {', '.join(names)})")
 
 
+def _class_map(class_map, classes, *folders: Path) -> "ClassMap":
+    """The class map given, else ``classes.yaml`` found in ``folders``, else (for data read
+    against a model) the model's class names with mask value = class index."""
+    if class_map:
+        return read_class_map(class_map)
+    try:
+        return read_class_map(find_class_map(*folders))
+    except DataError:
+        if classes is None:
+            raise
+        return ClassMap.from_names(list(classes))
+
+
 def read_dataset(path: str | Path, *, split: str | None = None, format: str | None = None,
                  strict: bool = False, class_map: str | Path | None = None,
-                 check_masks: bool = True) -> Dataset:
+                 check_masks: bool = True, classes: Sequence[str] | None = None) -> Dataset:
     """Read a segmentation dataset (see the module docstring).
 
     Args:
@@ -311,6 +314,8 @@ def read_dataset(path: str | Path, *, split: str | None = None, format: str | No
         class_map: a class-map YAML; default ``classes.yaml`` found next to the data.
         check_masks: read every mask now to check its values and size and count its
             pixels per class (needed for class weights).
+        classes: the class names expected (a model's): used when no class map is found in
+            the split folder, the given folder or its parent (mask value = class index).
     """
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
@@ -319,14 +324,13 @@ def read_dataset(path: str | Path, *, split: str | None = None, format: str | No
     skipped: list[tuple[str, str]] = []
     if fmt == "csv":
         root = path.parent
-        cmap = read_class_map(class_map) if class_map else read_class_map(find_class_map(root))
+        cmap = _class_map(class_map, classes, root)
         pairs = []
         for lineno, row in read_csv_rows(path, ("image", "mask")):
             pairs.append((root / row["image"], root / row["mask"], f"{path}, line {lineno}"))
     else:
         folder = resolve_split(path, split)
-        cmap = (read_class_map(class_map) if class_map
-                else read_class_map(find_class_map(folder, path)))
+        cmap = _class_map(class_map, classes, *dict.fromkeys([folder, path, path.parent]))
         image_dir = _subdir(folder, IMAGE_DIRS, "image")
         mask_dir = _subdir(folder, MASK_DIRS, "mask")
         images, skipped = list_images(image_dir, strict=strict)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from visionsuite.streams.sinks import Sink
 from visionsuite_tasks.segmentation.readers import voc_palette
 
 BACKGROUND_NAMES = ("background", "bg", "_background_", "unlabeled", "void")
@@ -75,3 +76,52 @@ def draw_legend(image_bgr: np.ndarray, names: Sequence[str], colors_rgb: np.ndar
         cv2.putText(out, label, (x0 + 2 * pad + swatch, top + swatch), font, scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
     return out
+
+
+def write_palette_png(mask: np.ndarray, classes: Sequence[str], path) -> None:
+    """Write ``mask`` (class indices) as a palette PNG: pixel value = class index, shown in
+    the class colours by any viewer. Atomic."""
+    from PIL import Image
+
+    from visionsuite.files import atomic_output
+
+    img = Image.fromarray(np.ascontiguousarray(mask, np.uint8), mode="P")
+    palette = np.zeros((256, 3), np.uint8)
+    palette[: len(classes)] = class_colors(classes)
+    img.putpalette(palette.reshape(-1).tolist())
+    with atomic_output(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+class MaskSink(Sink):
+    """Writes each predicted mask as a palette PNG into ``folder``: ``<source stem>.png`` for
+    image files, ``<source stem>_<frame:06d>.png`` for video frames; adds the file to the
+    result's record as ``"mask"``.
+
+    Args:
+        folder: the output folder (created).
+    """
+
+    needs_frame = False
+
+    def __init__(self, folder):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+
+    def write(self, result) -> None:
+        from pathlib import Path
+
+        if result.path:  # one image file
+            stem = Path(result.path).stem
+        else:
+            stem = f"{Path(str(result.source)).stem or 'stream'}_{int(result.index):06d}"
+        path = self.folder / f"{stem}.png"
+        write_palette_png(result.prediction.mask, result.prediction.classes, path)
+        result.record["mask"] = str(path)
+        self.written += 1
+
+    def close(self) -> None:
+        pass

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from visionsuite.data import augment
 from visionsuite.errors import DataError, ModelError, UsageError
 from visionsuite.files import write_json_atomic
-from visionsuite.task import Dataset, Prediction, Task, TaskConfig
+from visionsuite.specs import OutputSpec
+from visionsuite.task import REPORT_NAME, Dataset, ImageTask, ImageTaskConfig, Prediction, TaskOption
 from visionsuite_tasks.segmentation import readers
 from visionsuite_tasks.segmentation.readers import IGNORE
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentationConfig(TaskConfig):
-    """Options of the segmentation task (``--set task.<key>=value`` / YAML ``task:``)."""
+class SegmentationConfig(ImageTaskConfig):
+    """Options of the segmentation task (``--set task.<key>=value`` / YAML ``task:``); the
+    image and augmentation options come from :class:`~visionsuite.task.ImageTaskConfig`."""
 
     # (int) side of the square model input, in pixels
     image_size: int = 256
@@ -46,14 +46,6 @@ class SegmentationConfig(TaskConfig):
     class_map: str = ""
     # (bool) read every mask when loading a dataset: check values and sizes, count pixels
     check_masks: bool = True
-    # (float) training augmentation strength in [0, 1]: 0 = resize (+ flip) only
-    augment: float = 0.5
-    # (bool) random horizontal flips while training
-    hflip: bool = True
-    # (bool) colour jitter while training
-    color_jitter: bool = True
-    # (bool) random rotation / shear while training
-    affine: bool = True
     # (float) temporal smoothing of class probabilities across frames of a stream: weight
     # of the previous frames' average (EMA), in [0, 1); 0 = off
     smoothing: float = 0.0
@@ -67,22 +59,23 @@ class SegmentationConfig(TaskConfig):
     eval_samples: int = 6
 
     def __post_init__(self):
-        checks = [
-            (self.image_size >= 32, "image_size must be >= 32", "image_size"),
-            (self.head_channels >= 4, "head_channels must be >= 4", "head_channels"),
-            (self.output_stride in (8, 16, 32), "output_stride must be 8, 16 or 32",
-             "output_stride"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)", "dropout"),
-            (0.0 <= self.bn_momentum < 1.0, "bn_momentum must be in [0, 1)", "bn_momentum"),
-            (self.focal_gamma >= 0, "focal_gamma must be >= 0", "focal_gamma"),
-            (0.0 <= self.augment <= 1.0, "augment must be in [0, 1]", "augment"),
-            (0.0 <= self.smoothing < 1.0, "smoothing must be in [0, 1)", "smoothing"),
-            (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]", "alpha"),
-            (self.eval_samples >= 0, "eval_samples must be >= 0", "eval_samples"),
-        ]
-        for ok, message, key in checks:
-            if not ok:
-                raise UsageError(f"segmentation: {message}. Received: {key}={getattr(self, key)!r}")
+        super().__post_init__()
+        self.check(
+            (self.image_size >= 32, "segmentation: image_size must be >= 32", "image_size"),
+            (self.head_channels >= 4, "segmentation: head_channels must be >= 4",
+             "head_channels"),
+            (self.output_stride in (8, 16, 32), "segmentation: output_stride must be 8, 16 "
+             "or 32", "output_stride"),
+            (0.0 <= self.dropout < 1.0, "segmentation: dropout must be in [0, 1)", "dropout"),
+            (0.0 <= self.bn_momentum < 1.0, "segmentation: bn_momentum must be in [0, 1)",
+             "bn_momentum"),
+            (self.focal_gamma >= 0, "segmentation: focal_gamma must be >= 0", "focal_gamma"),
+            (0.0 <= self.smoothing < 1.0, "segmentation: smoothing must be in [0, 1)",
+             "smoothing"),
+            (0.0 <= self.alpha <= 1.0, "segmentation: alpha must be in [0, 1]", "alpha"),
+            (self.eval_samples >= 0, "segmentation: eval_samples must be >= 0",
+             "eval_samples"),
+        )
 
 
 @dataclasses.dataclass
@@ -101,7 +94,7 @@ class SegmentationPrediction(Prediction):
     meta: dict = dataclasses.field(default_factory=dict)
 
 
-class SegmentationTask(Task):
+class SegmentationTask(ImageTask):
     """Semantic segmentation on any backbone: DeepLabV3+, LR-ASPP or a U-Net decoder.
 
     The model takes RGB pixels in ``[0, 255]`` (input ``"image"``) and returns per-pixel
@@ -129,12 +122,16 @@ class SegmentationTask(Task):
     keras_modules = ("visionsuite_tasks.segmentation.models",
                      "visionsuite_tasks.segmentation.losses",
                      "visionsuite_tasks.segmentation.metrics")
+    options = (
+        TaskOption("alpha", "overlay opacity in [0, 1]"),
+        TaskOption("smoothing", "temporal smoothing of class probabilities across frames: "
+                                "EMA weight of the past in [0, 1)", flag="--smooth"),
+        TaskOption("legend", "draw the legend (--no-legend: off)"),
+        TaskOption("mask_dir", "folder for one palette PNG mask per frame or image"),
+    )
 
-    def __init__(self, config: SegmentationConfig | None = None):
-        super().__init__(config)
-        self._ema: dict[str, np.ndarray] = {}
-        self._ema_lock = threading.Lock()
-        self._mask_counter = 0
+    def output_specs(self):
+        return (OutputSpec("probabilities", (None, None, None)),)
 
     # === Data ===
     def load_dataset(self, path, *, split=None, format=None, strict=False,
@@ -145,19 +142,33 @@ class SegmentationTask(Task):
 
         data = readers.read_dataset(path, split=split, format=format, strict=strict,
                                     class_map=self.config.class_map or None,
-                                    check_masks=self.config.check_masks)
+                                    check_masks=self.config.check_masks, classes=classes)
         if classes is not None and list(classes) != list(data.classes):
             raise DataError(f"{path}: the class map's classes {list(data.classes)} differ from "
                             f"the expected {list(classes)}")
         warn_skipped(data.skipped, str(path))
         return data
 
-    def train_transforms(self):
-        # Geometric steps apply to image and mask jointly (nearest-neighbour for the mask).
-        return augment.train_transform_for(self.config)
+    def make_tiny_dataset(self, folder, classes):
+        """Images with one disc per foreground class and their masks, plus classes.yaml."""
+        import cv2
+        import yaml
 
-    def eval_transforms(self):
-        return augment.eval_transform(self.config.image_size)
+        root = Path(folder)
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        for i in range(6):
+            image = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8)
+            mask = np.zeros((40, 48), np.uint8)
+            for k in range(1, len(classes)):
+                centre = (int(rng.integers(8, 40)), int(rng.integers(8, 32)))
+                cv2.circle(mask, centre, 7, k, -1)
+                image[mask == k] = (60 * k) % 256
+            cv2.imwrite(str(root / "images" / f"{i}.png"), image)
+            cv2.imwrite(str(root / "masks" / f"{i}.png"), mask)
+        (root / "classes.yaml").write_text(yaml.safe_dump({"classes": list(classes)}))
+        return root
 
     def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
                         seed: int = 0):
@@ -185,7 +196,8 @@ class SegmentationTask(Task):
         size = self.config.image_size
         signature = (tf.TensorSpec((size, size, 3), tf.float32),
                      tf.TensorSpec((size, size), tf.int32))
-        transform = self.train_transforms() if training else self.eval_transforms()
+        # Geometric steps apply to image and mask jointly (nearest-neighbour for the mask).
+        transform = self._train_transform() if training else self._eval_transform()
         return make_tf_dataset(dataset, output_signature=signature, batch_size=batch_size,
                                training=training, load=load, transform=transform,
                                to_arrays=to_arrays, seed=seed)
@@ -249,7 +261,9 @@ class SegmentationTask(Task):
             cm += seg_metrics.confusion_matrix(y, pred, n, IGNORE)
             for i in range(min(len(pred), keep - len(shown))):
                 shown.append((x[i].numpy().astype(np.uint8), y[i].astype(np.uint8), pred[i]))
-        report = seg_metrics.scores(cm, dataset.classes)
+        from visionsuite_tasks.segmentation.render import background_index
+
+        report = seg_metrics.scores(cm, dataset.classes, background_index(dataset.classes))
         report["num_samples"] = len(dataset)
         if out_dir is not None:
             out_dir = Path(out_dir)
@@ -257,11 +271,12 @@ class SegmentationTask(Task):
             if shown:
                 seg_metrics.plot_samples(*zip(*shown), class_colors(dataset.classes),
                                          out_dir / "samples.png", IGNORE)
-            write_json_atomic(out_dir / "evaluation.json", report, sort_keys=True)
+            write_json_atomic(out_dir / REPORT_NAME, report, sort_keys=True)
         out = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
         for name, row in report["per_class"].items():
-            if row["iou"] is not None:
-                out[f"iou/{name}"] = row["iou"]
+            for key in ("iou", "dice"):
+                if row.get(key) is not None:
+                    out[f"{key}/{name}"] = row[key]
         return out
 
     # === Inference ===
@@ -273,25 +288,24 @@ class SegmentationTask(Task):
 
         return selfie_segmentation_model()
 
-    def reset(self, source: str | None = None) -> None:
-        """Forget the temporal-smoothing state of ``source`` (all sources when ``None``)."""
-        with self._ema_lock:
-            if source is None:
-                self._ema.clear()
-            else:
-                self._ema.pop(str(source), None)
+    def new_state(self, source, spec, classes):
+        """One frame -> one mask; with ``smoothing`` the class probabilities are averaged
+        over the frames of the source (EMA), restarted with the state."""
+        from visionsuite.streams.state import FrameState
 
-    def postprocess(self, raw: np.ndarray, meta: dict, classes: Sequence[str]):
-        """Class probabilities ``(S, S, C)`` -> a :class:`SegmentationPrediction` at the
-        image's size (``meta["height"]``, ``meta["width"]``). A two-class model may output
-        one sigmoid channel ``(S, S, 1)``: the probability of class 1.
+        return FrameState(self, source, spec, classes,
+                          smooth={"probabilities": self.config.smoothing})
 
-        With ``smoothing > 0`` the probabilities are averaged over time (EMA) per
-        ``meta["source"]`` before the argmax; the state restarts when the shape changes.
-        """
+    def postprocess(self, outputs, meta: dict, classes: Sequence[str]):
+        """Class probabilities ``(S, S, C)`` (output ``probabilities``) -> a
+        :class:`SegmentationPrediction` at the image's size (``meta["height"]``,
+        ``meta["width"]``). A two-class model may output one sigmoid channel ``(S, S, 1)``:
+        the probability of class 1."""
         import cv2
 
-        probs = np.asarray(raw, dtype=np.float32)
+        if len(outputs) != 1:
+            raise ModelError(f"a segmentation model has one output. Received: {sorted(outputs)}")
+        probs = np.asarray(next(iter(outputs.values())), dtype=np.float32)
         if probs.ndim == 4 and probs.shape[0] == 1:
             probs = probs[0]
         if probs.ndim == 3 and probs.shape[-1] == 1 and len(classes) == 2:
@@ -299,14 +313,6 @@ class SegmentationTask(Task):
         if probs.ndim != 3 or probs.shape[-1] != len(classes):
             raise ModelError(f"a segmentation model outputs (H, W, {len(classes)}) class "
                              f"probabilities. Received: shape={tuple(probs.shape)}")
-        s = self.config.smoothing
-        if s > 0:
-            key = str(meta.get("source", ""))
-            with self._ema_lock:
-                prev = self._ema.get(key)
-                if prev is not None and prev.shape == probs.shape:
-                    probs = s * prev + (1.0 - s) * probs
-                self._ema[key] = probs
         h, w = int(meta.get("height", probs.shape[0])), int(meta.get("width", probs.shape[1]))
         if (h, w) != probs.shape[:2]:  # upsample probabilities, not labels: smooth edges
             probs = cv2.resize(probs, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -344,8 +350,8 @@ class SegmentationTask(Task):
         return out
 
     def to_record(self, prediction: SegmentationPrediction) -> dict:
-        """``{"fractions": {class: share of pixels}, "dominant": class}`` plus ``"mask"``
-        (the PNG written) when ``mask_dir`` is set."""
+        """``{"fractions": {class: share of pixels}, "dominant": class}``; the mask sink
+        (``mask_dir``) adds ``"mask"``, the PNG it wrote."""
         fractions = {name: round(float(f), 6) for name, f in
                      zip(prediction.classes, prediction.fractions)}
         from visionsuite_tasks.segmentation.render import background_index
@@ -353,43 +359,12 @@ class SegmentationTask(Task):
         bg = background_index(prediction.classes)
         fg = [k for k in range(len(prediction.classes)) if k != bg]
         dominant = max(fg, key=lambda k: prediction.fractions[k]) if fg else None
-        record = {"fractions": fractions,
-                  "dominant": prediction.classes[dominant] if dominant is not None and
-                  prediction.fractions[dominant] > 0 else None}
-        if self.config.mask_dir:
-            record["mask"] = str(self.write_mask(prediction, self.config.mask_dir))
-        return record
+        return {"fractions": fractions,
+                "dominant": prediction.classes[dominant] if dominant is not None and
+                prediction.fractions[dominant] > 0 else None}
 
-    def write_mask(self, prediction: SegmentationPrediction, folder: str | Path,
-                   stem: str | None = None) -> Path:
-        """Write the mask as a palette PNG (pixel value = class index, coloured in viewers)
-        into ``folder``; the name is ``stem``, else ``<source stem>_<frame>`` for streams,
-        ``<source stem>`` for single images, else a counter. Atomic."""
-        import os
+    def sinks(self) -> list:
+        """A :class:`~visionsuite_tasks.segmentation.render.MaskSink` when ``mask_dir`` is set."""
+        from visionsuite_tasks.segmentation.render import MaskSink
 
-        from PIL import Image
-
-        from visionsuite_tasks.segmentation.render import class_colors
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        if stem is None:
-            meta = prediction.meta
-            src = Path(str(meta.get("source", "") or meta.get("path", ""))).stem or "mask"
-            if "frame" in meta:
-                stem = f"{src}_{int(meta['frame']):06d}"
-            elif meta.get("source"):  # one image file
-                stem = src
-            else:
-                with self._ema_lock:
-                    self._mask_counter += 1
-                    stem = f"{src}_{self._mask_counter:06d}"
-        path = folder / f"{stem}.png"
-        img = Image.fromarray(np.ascontiguousarray(prediction.mask, np.uint8), mode="P")
-        palette = np.zeros((256, 3), np.uint8)
-        palette[: len(prediction.classes)] = class_colors(prediction.classes)
-        img.putpalette(palette.reshape(-1).tolist())
-        tmp = path.with_name(f".{path.stem}.part.png")
-        img.save(tmp)
-        os.replace(tmp, path)
-        return path
+        return [MaskSink(self.config.mask_dir)] if self.config.mask_dir else []

@@ -39,7 +39,7 @@ def make_video(path: Path, frames: int = 300, size=(640, 480), fps: float = 25.0
     return path
 
 
-def preprocessed_frames(video: Path, task, input_size: int) -> list:
+def preprocessed_frames(video: Path, task, spec) -> list:
     """Every frame of ``video`` through ``task.preprocess``, as float32 batches of one."""
     import cv2
     import numpy as np
@@ -50,7 +50,7 @@ def preprocessed_frames(video: Path, task, input_size: int) -> list:
         ok, img = cap.read()
         if not ok:
             break
-        x, _ = task.preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), input_size)
+        x, _ = task.preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), spec)
         inputs.append(np.asarray(x, np.float32)[None])
     cap.release()
     return inputs

@@ -52,7 +52,7 @@ def main():
     args = parser.parse_args()
 
     from visionsuite.export import export_model
-    from visionsuite.predict import make_task
+    from visionsuite.plugins import task_for_model
     from visionsuite.runtime import load_runtime, resolve_model
 
     work = Path(tempfile.mkdtemp(prefix="vs-bench-rt-"))
@@ -75,8 +75,8 @@ def main():
     for name, report in exports.items():
         models[name] = load_runtime(report["export"], runtime=name.split()[0],
                                     threads=args.threads)
-    task = make_task(args.task, metadata, args.model)
-    inputs = preprocessed_frames(video, task, metadata.input_size)
+    task = task_for_model(metadata, args.task, source=args.model)
+    inputs = preprocessed_frames(video, task, metadata.input_spec)
     for m in models.values():
         for x in inputs[:5]:
             m(x)

@@ -34,14 +34,14 @@ def main():
     args = parser.parse_args()
 
     import visionsuite
-    from visionsuite.predict import make_task
+    from visionsuite.plugins import task_for_model
     from visionsuite.runtime import load_runtime
 
     work = Path(tempfile.mkdtemp(prefix="vs-bench-"))
     video = make_video(work / "clip_640x480.mp4", frames=args.frames)
     model = load_runtime(args.model, runtime=args.runtime, threads=args.threads)
-    task = make_task(args.task, model.metadata, args.model)
-    inputs = preprocessed_frames(video, task, model.input_size)
+    task = task_for_model(model.metadata, args.task, source=args.model)
+    inputs = preprocessed_frames(video, task, model.input_spec)
     for x in inputs[:10]:  # warm-up
         model(x)
 

@@ -135,7 +135,7 @@ def test_training_learns_and_evaluate_writes_report(task, trained, tmp_path):
     png = tmp_path / "confusion_matrix.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cv2.imread(str(png)).shape[0] > 200
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "evaluation.json").read_text())
     assert set(report["per_class"]) == {"red", "green", "blue"}
     assert np.asarray(report["confusion_matrix"]).sum() == 12
     with pytest.raises(ModelError, match="3 outputs but the dataset has 2 classes"):
@@ -175,7 +175,7 @@ def test_classification_report_numbers():
 
 def test_postprocess_render_record(task):
     classes = ["cat", "dog", "fox"]
-    pred = task.postprocess(np.array([0.2, 0.1, 0.7], np.float32), {}, classes)
+    pred = task.postprocess({"probabilities": np.array([0.2, 0.1, 0.7], np.float32)}, {}, classes)
     assert isinstance(pred, ClassificationPrediction)
     assert pred.labels == ["fox", "cat"] and pred.indices == [2, 0]  # top_k=2
     assert pred.scores == pytest.approx([0.7, 0.2])
@@ -192,7 +192,7 @@ def test_postprocess_render_record(task):
     assert (box == 32).all(axis=-1).mean() > 0.5 and (box > 200).all(axis=-1).any()
     assert (drawn[200:, 200:] == 255).all()  # nothing drawn elsewhere
     with pytest.raises(ModelError, match="4 scores for 3 classes"):
-        task.postprocess(np.ones(4), {}, classes)
+        task.postprocess({"probabilities": np.ones(4)}, {}, classes)
 
 
 def test_regression_mode(tmp_path):
@@ -220,7 +220,7 @@ def test_regression_mode(tmp_path):
     scores = task.evaluate(model, data, tmp_path)
     assert set(scores) == {"num_samples", "mae", "rmse", "r2"} and scores["rmse"] >= scores["mae"]
     assert not (tmp_path / "confusion_matrix.png").exists()
-    pred = task.postprocess(np.array([0.42]), {}, data.classes)
+    pred = task.postprocess({"value": np.array([0.42])}, {}, data.classes)
     assert pred.value == pytest.approx(0.42) and task.to_record(pred) == {"value": pytest.approx(0.42)}
     drawn = task.render(np.zeros((64, 64, 3), np.uint8), pred)
     assert drawn.any()

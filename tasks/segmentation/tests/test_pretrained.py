@@ -31,9 +31,10 @@ def model(tmp_path_factory):
 
 
 def _predict(task, model, image_rgb):
-    x, meta = task.preprocess(image_rgb, model.input_size)
+    x, meta = task.preprocess(image_rgb, model.input_spec)
     assert x.dtype == np.float32 and x.max() > 1.0  # visionsuite inputs are [0, 255]
-    return task.postprocess(model(x[None])[0], meta, model.metadata.classes)
+    outputs = {k: v[0] for k, v in model(x[None]).items()}
+    return task.postprocess(outputs, meta, model.metadata.classes)
 
 
 def test_default_model_is_a_segmentation_model_for_the_runtime(model):
@@ -53,7 +54,7 @@ def test_converted_model_matches_mediapipe_on_scaled_input(model):
     original.set_tensor(original.get_input_details()[0]["index"], x * SELFIE_INPUT_SCALE)
     original.invoke()
     expected = original.get_tensor(original.get_output_details()[0]["index"])
-    got = model(x)
+    got = model(x)["probabilities"]
     assert got.shape == (1, 256, 256, 1)
     assert expected.max() > 0.9  # a real person in the picture
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -56,4 +56,5 @@ def test_bad_option_values_are_one_line_usage_errors(clip, tmp_path):
     assert proc.returncode == 2 and len(lines) == 1 and "alpha" in lines[0], proc.stderr
     proc = subprocess.run([*CLI, "run", "classification", "--source", str(clip), "--smooth", "0.5"],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "has no option 'smoothing'" in proc.stderr
+    assert proc.returncode == 2 and "has no option --smooth" in proc.stderr
+    assert "--top-k" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

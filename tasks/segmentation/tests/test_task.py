@@ -109,32 +109,36 @@ def test_postprocess_resizes_to_the_image_and_counts_areas():
     task = SegmentationTask(SegmentationConfig(image_size=32))
     raw = _probs(8, 8, 0)
     raw[:, 4:] = _probs(8, 4, 2)
-    pred = task.postprocess(raw, {"height": 30, "width": 40}, CLASSES)
+    pred = task.postprocess({"probabilities": raw}, {"height": 30, "width": 40}, CLASSES)
     assert pred.mask.shape == (30, 40) and pred.mask.dtype == np.uint8
     assert set(np.unique(pred.mask)) == {0, 2}
     assert (pred.mask[:, :18] == 0).all() and (pred.mask[:, 22:] == 2).all()
     assert sum(pred.fractions) == pytest.approx(1.0)
     assert pred.fractions[2] == pytest.approx(0.5, abs=0.05) and pred.fractions[1] == 0
     with pytest.raises(Exception, match="Received: shape=\\(8, 8, 2\\)"):
-        task.postprocess(raw[..., :2], {}, CLASSES)
+        task.postprocess({"probabilities": raw[..., :2]}, {}, CLASSES)
 
 
-def test_temporal_smoothing_is_per_source_and_resettable():
+def test_temporal_smoothing_lives_in_the_per_source_state():
+    from visionsuite.specs import InputSpec
+
     task = SegmentationTask(SegmentationConfig(image_size=32, smoothing=0.8))
+    spec = InputSpec.image(32)
     meta = {"height": 4, "width": 4, "source": "cam0"}
-    first = task.postprocess(_probs(4, 4, 1), meta, CLASSES)
+    cam0 = task.new_state("cam0", spec, CLASSES)
+    first = cam0.merge({"probabilities": _probs(4, 4, 1)}, meta)
     assert (first.mask == 1).all()
     flicker = np.full((4, 4, 3), 0.1, np.float32)
     flicker[..., 2] = 0.55
     flicker[..., 1] = 0.35  # a one-frame flicker towards class 2
-    assert (task.postprocess(flicker, meta, CLASSES).mask == 1).all()  # smoothed away
-    other = task.postprocess(flicker, dict(meta, source="cam1"), CLASSES)
-    assert (other.mask == 2).all()  # another stream has its own state
-    task.reset("cam0")
-    assert (task.postprocess(flicker, meta, CLASSES).mask == 2).all()
-    plain = SegmentationTask(SegmentationConfig(image_size=32))
-    plain.postprocess(_probs(4, 4, 1), meta, CLASSES)
-    assert (plain.postprocess(flicker, meta, CLASSES).mask == 2).all()  # off by default
+    assert (cam0.merge({"probabilities": flicker}, meta).mask == 1).all()  # smoothed away
+    cam1 = task.new_state("cam1", spec, CLASSES)
+    assert (cam1.merge({"probabilities": flicker}, meta).mask == 2).all()  # its own state
+    restarted = task.new_state("cam0", spec, CLASSES)  # the engine's new state on reconnect
+    assert (restarted.merge({"probabilities": flicker}, meta).mask == 2).all()
+    plain = SegmentationTask(SegmentationConfig(image_size=32)).new_state("cam0", spec, CLASSES)
+    plain.merge({"probabilities": _probs(4, 4, 1)}, meta)
+    assert (plain.merge({"probabilities": flicker}, meta).mask == 2).all()  # off by default
 
 
 def test_render_overlays_classes_and_leaves_background(tmp_path):
@@ -142,7 +146,7 @@ def test_render_overlays_classes_and_leaves_background(tmp_path):
     frame = np.full((120, 160, 3), 100, np.uint8)
     raw = _probs(16, 16, 0)
     raw[8:, 8:] = _probs(8, 8, 1)
-    pred = task.postprocess(raw, {"height": 120, "width": 160}, CLASSES)
+    pred = task.postprocess({"probabilities": raw}, {"height": 120, "width": 160}, CLASSES)
     out = task.render(frame, pred)
     assert out.shape == frame.shape and out is not frame
     assert (frame == 100).all()  # the input is not modified
@@ -153,16 +157,19 @@ def test_render_overlays_classes_and_leaves_background(tmp_path):
     assert np.array_equal(clear.render(frame, pred), frame)
 
 
-def test_to_record_and_mask_png(tmp_path):
+def test_to_record_and_mask_png_written_by_the_mask_sink(tmp_path):
+    from visionsuite.streams.pipeline import StreamResult
+
     task = SegmentationTask(SegmentationConfig(image_size=32, mask_dir=str(tmp_path / "masks")))
     raw = _probs(8, 8, 0)
     raw[:2] = _probs(2, 8, 2)
-    pred = task.postprocess(raw, {"height": 8, "width": 8, "source": "/v/clip.mp4", "frame": 7},
-                            CLASSES)
+    pred = task.postprocess({"probabilities": raw}, {"height": 8, "width": 8}, CLASSES)
     record = task.to_record(pred)
     json.dumps(record)
     assert record["fractions"] == {"background": 0.75, "a": 0.0, "b": 0.25}
     assert record["dominant"] == "b"
+    [sink] = task.sinks()
+    sink.write(StreamResult("/v/clip.mp4", 0, 7, 0.7, pred, record, 0.0))
     path = Path(record["mask"])
     assert path.name == "clip_000007.png"
     cmap = readers.ClassMap.from_names(CLASSES)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from visionsuite.errors import DataError
-from visionsuite.task import Dataset, Prediction, Sample, Task, TaskConfig
+from visionsuite.task import REPORT_NAME, Dataset, Prediction, Sample, Task, TaskConfig
 
 CLASSES = ("square", "disc")
 
@@ -90,11 +90,10 @@ class ToyTask(Task):
                    for i, (img, lab) in enumerate(zip(images, labels))]
         return Dataset(list(CLASSES), samples)
 
-    def train_transforms(self):
-        return None
-
-    def eval_transforms(self):
-        return None
+    def make_tiny_dataset(self, folder, classes):
+        """The toy's classes are fixed (square, disc): ``classes`` is ignored."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return write_toy_dataset(Path(folder) / "toy.npz", n=8, size=self.config.image_size)
 
     def make_tf_dataset(self, dataset: Dataset, *, batch_size: int, training: bool,
                         seed: int = 0):
@@ -141,11 +140,12 @@ class ToyTask(Task):
             # Like real tasks, a per-class report the engine must keep beside its own keys.
             per_class = {c: float(np.mean(probs.argmax(-1)[y == i] == i)) if np.any(y == i)
                          else None for i, c in enumerate(dataset.classes)}
-            (Path(out_dir) / "metrics.json").write_text(json.dumps(dict(metrics, per_class=per_class)))
+            (Path(out_dir) / REPORT_NAME).write_text(json.dumps(dict(metrics, per_class=per_class)))
         return metrics
 
     # === Inference ===
-    def postprocess(self, raw, meta, classes):
+    def postprocess(self, outputs, meta, classes):
+        raw = outputs["probabilities"]
         i = int(np.argmax(raw))
         return ToyPrediction(classes=list(classes), label=classes[i], score=float(raw[i]))
 
