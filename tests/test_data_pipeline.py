@@ -213,3 +213,27 @@ def test_train_transform_for_reads_the_task_config():
     assert steps == [A.RandomResizedCrop, A.Affine]
     plain = dataclasses.replace(config, augment=0.0, hflip=True)
     assert [type(t) for t in train_transform_for(plain).transforms] == [A.Resize, A.HorizontalFlip]
+
+
+def test_vertical_flips_and_90_degree_rotations_apply_jointly_to_image_and_mask():
+    """Microscopy and aerial users expect them: every orientation of the dihedral group
+    shows up, and the mask follows the image."""
+    from visionsuite.data.augment import train_transform_for
+    from visionsuite.task import ImageTaskConfig
+
+    config = ImageTaskConfig(image_size=8, augment=0.0, hflip=False, vflip=True, rot90=True)
+    transform = train_transform_for(config)
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    mask = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    seen = set()
+    for seed in range(60):
+        transform.set_random_seed(seed)
+        out = transform(image=image, mask=mask)
+        for k in range(4):
+            for flip in (False, True):
+                want = np.rot90(np.flipud(mask) if flip else mask, k)
+                if np.array_equal(out["mask"], want):
+                    seen.add((k, flip))
+                    img = np.rot90(np.flipud(image) if flip else image, k)
+                    assert np.array_equal(out["image"], img)
+    assert len(seen) >= 6  # flips and rotations, not only the identity

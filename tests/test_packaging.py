@@ -115,3 +115,16 @@ def test_core_never_imports_the_builtin_tasks():
                  for module in _imported_modules(path)
                  if module.split(".")[0] in ("visionsuite_tasks", "tasks")]
     assert offenders == []
+
+
+def test_dataset_cards_are_package_data_of_a_built_wheel(tmp_path):
+    """A non-editable install must still give Fashion-MNIST its class names."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
+                   timeout=300)
+    (wheel,) = tmp_path.glob("visionsuite-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "visionsuite/cards/fashion-mnist.yaml" in names
+    assert "visionsuite/cards/shapes.yaml" in names

@@ -27,3 +27,8 @@ def test_conformance_catches_a_task_that_draws_in_place():
 def test_conformance_rejects_a_non_task():
     with pytest.raises(ConformanceError, match="must subclass"):
         check_task(Task.__init__.__class__)
+
+
+def test_the_out_of_tree_toy_plugin_passes_the_conformance_check(toy_installed, tmp_path):
+    result = check_task("toy", workdir=tmp_path)
+    assert result["predictions"] >= 1 and "accuracy" in result["metrics"]

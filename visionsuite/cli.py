@@ -339,7 +339,7 @@ def predict_cmd(ctx, task, images, model, runtime, threads, overrides, out):
     Example:
       visionsuite predict classification --model imagenet:efficientnet_lite0 cat.jpg photos/
     """
-    from visionsuite.predict import predict, summarize, task_overrides
+    from visionsuite.predict import predict, task_overrides
 
     # task options are parsed with the images: split them off (values follow their flag)
     images, args = _split_task_args(_task(task), list(images) + list(ctx.args))
@@ -354,7 +354,7 @@ def predict_cmd(ctx, task, images, model, runtime, threads, overrides, out):
     n = 0
     for item in predict(task, model, list(images), runtime=runtime, threads=threads,
                         overrides=options, out_dir=out):
-        click.echo(f"{item.path}: {summarize(item.record)}")
+        click.echo(f"{item.path}: {item.summary}")
         n += 1
     if out:
         click.echo(f"{n} predictions written to {out}", err=True)

@@ -177,7 +177,7 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
         "source_size_bytes": path.stat().st_size,
         "parity": {"samples": len(inputs),
                    "inputs": "calibration images" if calibration else "synthetic (seeded)",
-                   **parity(reference, exported)},
+                   **task.parity(reference, exported)},
     }
     report_path = out_path.with_name(out_path.name + ".parity.json")
     from visionsuite.files import write_json_atomic

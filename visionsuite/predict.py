@@ -5,7 +5,7 @@ over an image source, with a JSON-lines sink and an annotated-image sink.
 
 Example:
     >>> for item in predict("classification", "imagenet:efficientnet_lite0", ["cat.jpg"]):
-    ...     print(item.path, summarize(item.record))
+    ...     print(item.path, item.summary)
 """
 
 from __future__ import annotations
@@ -22,14 +22,6 @@ from visionsuite.errors import DataError, UsageError
 log = logging.getLogger("visionsuite")
 
 
-def summarize(record: dict, limit: int = 200) -> str:
-    """One line for a task record: ``label score, ...`` for top-k records, else JSON."""
-    if isinstance(record.get("top_k"), list):
-        return ", ".join(f"{r['label']} {r['score']:.3f}" for r in record["top_k"])
-    text = json.dumps(record, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 @dataclasses.dataclass
 class PredictResult:
     """The prediction for one image file."""
@@ -37,6 +29,8 @@ class PredictResult:
     path: str
     prediction: object
     record: dict
+    # (str) the task's one-line summary of the record
+    summary: str = ""
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -91,7 +85,8 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
     stream = run(task, None, model=model, runtime=runtime, threads=threads, policy="queue",
                  sinks=extra, sources=[source], progress=False)
     for result in stream:
-        yield PredictResult(result.path, result.prediction, result.record)
+        yield PredictResult(result.path, result.prediction, result.record,
+                            stream.task.summary(result.record))
 
 
 def parse_task_args(cls, args: Sequence[str]) -> dict:

@@ -25,6 +25,9 @@ specific to it. Five methods are abstract; every other hook has a default:
                                    frames -> model inputs -> predictions (default: 1 -> 1)
 ``metrics`` / ``evaluate``         fit metrics; whole-dataset scores + ``evaluation.json``
 ``render`` / ``to_record``         draw a prediction; one JSON line (default: all JSON fields)
+``summary``                        one line of a record for ``predict`` (default: compact JSON)
+``parity``                         export parity in the task's own terms (default: max / mean
+                                   difference of every output, argmax agreement)
 ``sinks``                          artefact writers (mask PNGs, NIfTI) for run / predict
 ``options``                        the task's own CLI options of ``run`` / ``predict`` /
                                    ``evaluate`` (``--conf 0.4``), no core change needed
@@ -315,6 +318,24 @@ class Task(abc.ABC):
                                                           type(None))):
                 out[f.name] = value
         return out
+
+    def summary(self, record: dict, limit: int = 200) -> str:
+        """One line for a record (``visionsuite predict`` prints it after the file name).
+        Default: the record as compact JSON, cut at ``limit`` characters."""
+        import json
+
+        text = json.dumps(record, default=str)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def parity(self, reference: Mapping[str, np.ndarray],
+               candidate: Mapping[str, np.ndarray]) -> dict:
+        """How closely an exported model (``candidate`` outputs) matches the Keras model
+        (``reference``) on the same inputs, in the task's terms (a detector may compare boxes
+        or mAP). Default: :func:`visionsuite.export.parity` (max / mean absolute difference
+        per output, argmax agreement of the first)."""
+        from visionsuite.export import parity
+
+        return parity(reference, candidate)
 
     def sinks(self) -> list:
         """Extra :class:`~visionsuite.streams.sinks.Sink` s this task's configuration asks

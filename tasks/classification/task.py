@@ -255,6 +255,12 @@ class ClassificationTask(ImageTask):
                      zip(prediction.labels, prediction.scores)]
         return draw_text_lines(image_bgr, lines)
 
+    def summary(self, record: dict, limit: int = 200) -> str:
+        """``label score, label score, ...`` (top-k), or ``value v`` in regression mode."""
+        if "value" in record:
+            return f"value {record['value']:.4g}"
+        return ", ".join(f"{r['label']} {r['score']:.3f}" for r in record["top_k"])
+
     def to_record(self, prediction: ClassificationPrediction) -> dict:
         if prediction.value is not None:
             return {"value": float(prediction.value)}

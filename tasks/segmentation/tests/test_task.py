@@ -97,6 +97,27 @@ def test_fit_two_steps_then_evaluate_writes_reports(shapes, tmp_path):
     assert set(report["per_class"]) == set(train.classes)
     for name in ("confusion_matrix.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    # per-class Dice for every class, and the foreground means that leave background out
+    assert {f"dice/{c}" for c in train.classes} <= set(scores)
+    fg = [report["per_class"][c]["dice"] for c in ("circle", "rectangle", "triangle")
+          if c in report["per_class"] and report["per_class"][c]["dice"] is not None]
+    if fg:
+        assert scores["mean_dice_foreground"] == pytest.approx(np.mean(fg))
+
+
+def test_a_split_folder_finds_the_class_map_at_the_root_or_takes_the_models_classes(shapes,
+                                                                                   tmp_path):
+    import shutil
+
+    task = SegmentationTask(SegmentationConfig(image_size=32))
+    classes = task.load_dataset(shapes, split="train").classes
+    split_only = task.load_dataset(shapes / "test")  # classes.yaml sits at the dataset root
+    assert split_only.classes == classes and len(split_only) == 4
+    bare = tmp_path / "bare_test"
+    shutil.copytree(shapes / "test", bare)  # no classes.yaml anywhere near
+    with pytest.raises(Exception, match="no class map found"):
+        task.load_dataset(bare)
+    assert task.load_dataset(bare, classes=classes).classes == list(classes)  # the model's
 
 
 def _probs(h, w, winner):
