@@ -25,10 +25,15 @@ class AssetError(VisionsuiteError):
     """A file that is neither cached nor fetchable right now."""
 
 
+def cache_root() -> Path:
+    """The cache folder's path (``$VISIONSUITE_CACHE``, default ``~/.cache/visionsuite``),
+    not created."""
+    return Path(os.environ.get("VISIONSUITE_CACHE", Path.home() / ".cache" / "visionsuite"))
+
+
 def cache_dir(*parts: str) -> Path:
     """The cache folder (created), or a sub-folder of it."""
-    root = Path(os.environ.get("VISIONSUITE_CACHE", Path.home() / ".cache" / "visionsuite"))
-    path = root.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -408,6 +408,36 @@ def export_cmd(model, fmt, quantize, calibration_data, out, samples):
     click.echo(format_report(report))
 
 
+# === doctor ===
+@main.command("doctor")
+def doctor_cmd():
+    """Check this machine: stack versions, duplicate TensorFlow/OpenCV installs, accelerators,
+    LiteRT's XNNPACK, FFmpeg, the cache (samples, models) and write permissions.
+
+    Exits 1 when something is wrong, with one line per problem at the end.
+
+    \b
+    Example:
+      visionsuite doctor
+      VISIONSUITE_CACHE=/data/cache visionsuite doctor
+    """
+    from visionsuite.doctor import diagnose
+
+    findings = diagnose()
+    section = None
+    for f in findings:
+        if f.section != section:
+            section = f.section
+            click.echo(f"[{section}]")
+        click.echo(f"  {'ok  ' if f.problem is None else 'FAIL'}  {f.text}")
+    problems = [f.problem for f in findings if f.problem]
+    if problems:
+        for p in problems:
+            click.echo(f"problem: {p}", err=True)
+        sys.exit(1)
+    click.echo("all checks passed")
+
+
 def run_cli():  # pragma: no cover - console entry used by tests through subprocess
     main(prog_name="visionsuite")
 
