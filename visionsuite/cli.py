@@ -408,6 +408,40 @@ def export_cmd(model, fmt, quantize, calibration_data, out, samples):
     click.echo(format_report(report))
 
 
+# === models ===
+@main.command("models")
+@click.argument("words", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+def models_cmd(words, as_json):
+    """List models under DIR (default: runs), or `models show M` for one model's card.
+
+    Each line: task, classes, backbone, headline metrics, size and creation time, read from
+    the metadata every visionsuite model carries (.keras, .tflite, .onnx, SavedModel).
+
+    \b
+    Examples:
+      visionsuite models
+      visionsuite models runs/classification
+      visionsuite models show runs/classification/demo/best.keras
+    """
+    import json
+
+    from visionsuite.catalog import format_row, list_models, model_card
+
+    if words and words[0] == "show":
+        if len(words) != 2:
+            raise UsageError(f"models show takes one model. Received: {list(words[1:])}")
+        click.echo(model_card(words[1]))
+        return
+    if len(words) > 1:
+        raise UsageError(f"models takes one folder (or `show MODEL`). Received: {list(words)}")
+    rows = list_models(words[0] if words else "runs")
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else format_row(row))
+    if not rows:
+        click.echo(f"no models under {words[0] if words else 'runs'}", err=True)
+
+
 # === doctor ===
 @main.command("doctor")
 def doctor_cmd():

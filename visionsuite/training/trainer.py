@@ -42,7 +42,8 @@ from visionsuite.config import save_yaml, to_dict
 from visionsuite.errors import DataError, UsageError
 from visionsuite.files import write_json_atomic
 from visionsuite.models import (ModelMetadata, check_task, load_keras_model, read_keras_metadata,
-                                save_keras_model)
+                                save_keras_model, update_keras_metadata)
+from visionsuite.records import data_fingerprint, make_record
 from visionsuite.task import Dataset, Task
 from visionsuite.training.checkpoint import (RunState, read_checkpoint, restore_model,
                                              restore_optimizer)
@@ -284,12 +285,16 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
             model = task.build_model(backbone, classes)
         if checkpoint:
             restore_model(checkpoint, model, str(ckpt_path))
+        record = make_record(
+            config=dict(to_dict(config), task=to_dict(task.config)),
+            data={"train": data_fingerprint(train_set), "val": data_fingerprint(val_set)})
         metadata = ModelMetadata(
             task=task.name, classes=tuple(classes), input_spec=spec,
             outputs=tuple(task.output_specs()), backbone=config.backbone,
             task_config=to_dict(task.config),
             extra={"preprocessing": to_dict(backbone.spec.preprocessing),
-                   "backbone_args": to_dict(backbone.spec.arch), "precision": policy})
+                   "backbone_args": to_dict(backbone.spec.arch), "precision": policy},
+            record=record)
 
         train_bs = _global_batch(len(train_set), config.batch_size, info.replicas)
         val_bs = _global_batch(len(val_set), config.batch_size, info.replicas)
@@ -377,6 +382,11 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
         metrics[f"best_{monitor}"] = float(state.best)
     if info.is_chief:
         _merge_metrics_json(run_dir / "metrics.json", metrics)
+        # the record's final metrics: the evaluation of best.keras, in both saved models
+        final = dataclasses.replace(metadata, record=dict(metadata.record, metrics=metrics))
+        for path in (best_path, out_dir / "last.keras"):
+            if path.is_file():
+                update_keras_metadata(path, final)
     else:
         shutil.rmtree(out_dir, ignore_errors=True)
     return TrainResult(run_dir, metrics, history, state, policy, info.kind, info.replicas)
