@@ -115,4 +115,4 @@ def test_export_usage_errors(files, tmp_path):
     with pytest.raises(UsageError, match="must end in .tflite"):
         export_model(files["model"], "tflite", out=tmp_path / "m.bin")
     with pytest.raises(UsageError, match="--format must be one of"):
-        export_model(files["model"], "onnx")
+        export_model(files["model"], "coreml")

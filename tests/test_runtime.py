@@ -151,7 +151,9 @@ def test_bad_references_and_runtime_choices(model_dir, tmp_path):
 
     with pytest.raises(ModelError, match="model file not found"):
         load_runtime(tmp_path / "missing.keras")
-    with pytest.raises(UsageError, match="unknown runtime 'onnx'"):
+    with pytest.raises(UsageError, match="unknown runtime 'tensorrt'"):
+        load_runtime(model_dir / "tiny.keras", runtime="tensorrt")
+    with pytest.raises(UsageError, match="the onnx runtime runs .onnx files"):
         load_runtime(model_dir / "tiny.keras", runtime="onnx")
     with pytest.raises(UsageError, match="no ImageNet classifier for 'mobilenet_v9'"):
         load_runtime("imagenet:mobilenet_v9")
@@ -163,7 +165,10 @@ def test_bad_references_and_runtime_choices(model_dir, tmp_path):
     with pytest.raises(ModelError):
         load_runtime(broken)
     with pytest.raises(ModelError, match="unsupported model format"):
-        (tmp_path / "m.onnx").write_bytes(b"x")
+        (tmp_path / "m.pt").write_bytes(b"x")
+        load_runtime(tmp_path / "m.pt")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match="m.onnx"):  # unreadable, or the extra is missing
         load_runtime(tmp_path / "m.onnx")
     with pytest.raises(ModelError, match=r"expected a batch of shape \(N, 32, 32, 3\)"):
         load_runtime(model_dir / "tiny.keras")(np.zeros((1, 16, 16, 3), np.float32))

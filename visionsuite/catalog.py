@@ -16,22 +16,11 @@ import json
 from pathlib import Path
 
 from visionsuite.errors import ModelError, UsageError
+from visionsuite.runtime.metadata import read_metadata
 
 MODEL_SUFFIXES = (".keras", ".tflite", ".onnx")
 # metrics shown in the listing first, when a model has them
 HEADLINE_METRICS = ("accuracy", "mean_iou", "miou", "dice", "mae", "top5_accuracy", "loss")
-
-
-def read_any_metadata(path: str | Path):
-    """Metadata of any model format visionsuite writes (ONNX included)."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        from visionsuite.runtime.onnx_metadata import read_onnx_metadata
-
-        return read_onnx_metadata(path)
-    from visionsuite.runtime.metadata import read_metadata
-
-    return read_metadata(path)
 
 
 def find_models(folder: str | Path) -> list[Path]:
@@ -74,7 +63,7 @@ def describe(path: str | Path) -> dict:
     row = {"path": str(path), "size_bytes": _size(path),
            "format": "savedmodel" if path.is_dir() else path.suffix.lstrip(".")}
     try:
-        meta = read_any_metadata(path)
+        meta = read_metadata(path)
     except ModelError as exc:
         return dict(row, error=str(exc))
     record = meta.record or {}
@@ -103,7 +92,7 @@ def model_card(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"models show: no such model. Received: {path}")
-    meta = read_any_metadata(path)
+    meta = read_metadata(path)
     rec = meta.record or {}
     lines = [f"# {path.name}", "",
              f"task:        {meta.task}",

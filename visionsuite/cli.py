@@ -230,9 +230,9 @@ def evaluate_cmd(ctx, task, model, data, fmt, batch_size, out, strict, overrides
 @click.option("--source", "sources", multiple=True, required=True,
               help="Camera index, video file, URL (rtsp/http(s)/udp...), image folder or glob; "
                    "repeat for several sources.")
-@click.option("--model", help="A .keras/.tflite file, a SavedModel folder or "
+@click.option("--model", help="A .keras/.tflite/.onnx file, a SavedModel folder or "
                               "imagenet:<backbone> (default: the task's default model).")
-@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite"]),
+@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite", "onnx"]),
               default="auto", show_default=True,
               help="auto: fp32 TFLite on CPU, a compiled tf.function on GPU.")
 @click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
@@ -324,8 +324,8 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
 @main.command("predict", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)
 @click.argument("task")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--model", help="A .keras/.tflite file, a SavedModel folder or imagenet:<backbone>.")
-@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite"]),
+@click.option("--model", help="A .keras/.tflite/.onnx file, a SavedModel folder or imagenet:<backbone>.")
+@click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite", "onnx"]),
               default="auto", show_default=True)
 @click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task option.")
@@ -384,7 +384,8 @@ def _split_task_args(cls, words: list[str]) -> tuple[list[str], list[str]]:
 
 @main.command("export")
 @click.option("--model", required=True, help="A .keras model (or imagenet:<backbone>).")
-@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "tflite"]))
+@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "tflite", "onnx"]),
+              help="onnx needs the extra: pip install 'visionsuite[onnx]'.")
 @click.option("--quantize", type=click.Choice(["fp16", "int8"]), help="TFLite quantisation.")
 @click.option("--calibration-data", type=click.Path(file_okay=False),
               help="Representative images (needed for int8; also the parity inputs).")
@@ -392,11 +393,12 @@ def _split_task_args(cls, words: list[str]) -> tuple[list[str], list[str]]:
 @click.option("--samples", type=int, default=16, show_default=True,
               help="Inputs for the parity check.")
 def export_cmd(model, fmt, quantize, calibration_data, out, samples):
-    """Export a .keras model to SavedModel or TFLite and check parity against Keras.
+    """Export a .keras model to SavedModel, TFLite or ONNX and check parity against Keras.
 
     \b
     Examples:
       visionsuite export --model best.keras --format tflite
+      visionsuite export --model best.keras --format onnx
       visionsuite export --model best.keras --format tflite --quantize int8 \\
           --calibration-data data/val
     """

@@ -25,14 +25,15 @@ import numpy as np
 
 from visionsuite.errors import DataError, UsageError
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "onnx")
 MAX_CALIBRATION = 200
 
 
 def default_output(model_path: Path, fmt: str, quantize: str | None, cwd: bool) -> Path:
     stem = model_path.stem + (f".{quantize}" if quantize else "")
     folder = Path.cwd() if cwd else model_path.parent
-    return folder / (f"{stem}.tflite" if fmt == "tflite" else f"{stem}_savedmodel")
+    return folder / ({"tflite": f"{stem}.tflite", "onnx": f"{stem}.onnx"}.get(fmt)
+                     or f"{stem}_savedmodel")
 
 
 def calibration_images(task, folder: str | Path, spec,
@@ -108,7 +109,7 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
     """Export ``model`` (``.keras`` or ``imagenet:<backbone>``) and check parity.
 
     Args:
-        format: "savedmodel" or "tflite".
+        format: "savedmodel", "tflite" or "onnx" (needs the ``visionsuite[onnx]`` extra).
         quantize: TFLite only: None (fp32), "fp16" or "int8" (needs ``calibration_data``).
         calibration_data: a folder of representative images (int8 calibration, and the
             parity inputs).
@@ -145,6 +146,8 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                                                     str(model).startswith(IMAGENET_PREFIX))
     if format == "tflite" and out_path.suffix != ".tflite":
         raise UsageError(f"a TFLite export must end in .tflite. Received: out={out_path}")
+    if format == "onnx" and out_path.suffix != ".onnx":
+        raise UsageError(f"an ONNX export must end in .onnx. Received: out={out_path}")
     spec = metadata.input_spec
     task = task_for_model(metadata, task, source=str(path))
     calibration = (calibration_images(task, calibration_data, spec)
@@ -159,6 +162,10 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                                        representative=(lambda: iter(calibration))
                                        if calibration else None)
         convert.write_tflite(out_path, data)
+    elif format == "onnx":
+        from visionsuite.runtime.onnx import keras_to_onnx
+
+        keras_to_onnx(keras_model, meta, out_path)
     else:
         convert.keras_to_savedmodel(keras_model, meta, out_path)
     seconds = time.perf_counter() - started

@@ -11,6 +11,8 @@ Model references (``model_ref``):
 * a SavedModel folder written by ``visionsuite export`` (metadata in ``assets/visionsuite.json``);
 * a ``.tflite`` file written by ``visionsuite export`` (metadata embedded in the flatbuffer, or a
   sidecar ``<model>.tflite.json``);
+* a ``.onnx`` file written by ``visionsuite export --format onnx`` (metadata in the model's
+  ``metadata_props``; runs with ONNX Runtime from the ``visionsuite[onnx]`` extra);
 * ``imagenet:<backbone>``: a ready-made 1000-class ImageNet classifier
   (:mod:`visionsuite.backbones.pretrained`), saved once as ``.keras`` in the cache.
 
@@ -38,7 +40,7 @@ __all__ = ["InferenceModel", "RUNTIMES", "load_runtime", "resolve_model", "gpu_a
 
 log = logging.getLogger("visionsuite.runtime")
 
-RUNTIMES = ("auto", "keras", "savedmodel", "tflite")
+RUNTIMES = ("auto", "keras", "savedmodel", "tflite", "onnx")
 IMAGENET_PREFIX = "imagenet:"
 
 
@@ -92,6 +94,8 @@ def resolve_model(model_ref: str | Path) -> tuple[Path, ModelMetadata]:
 def _kind(path: Path) -> str:
     if is_savedmodel(path):
         return "savedmodel"
+    if path.suffix == ".onnx":
+        return "onnx"
     return "tflite" if path.suffix == ".tflite" else "keras"
 
 
@@ -134,8 +138,8 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
     Args:
         model_ref: a ``.keras`` / ``.tflite`` file, a SavedModel folder or
             ``imagenet:<backbone>`` (see the module docstring).
-        runtime: "auto", "keras", "savedmodel" or "tflite".
-        threads: TFLite interpreter threads (default 1); ignored by the other runtimes.
+        runtime: "auto", "keras", "savedmodel", "tflite" or "onnx" (``.onnx`` files only).
+        threads: TFLite / ONNX Runtime threads (default 1); ignored by the other runtimes.
         batch_size: frames per call the model is prepared for.
 
     Returns:
@@ -148,6 +152,13 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
     kind = _kind(path)
     if runtime == "auto":
         runtime = kind if kind != "keras" else ("keras" if gpu_available() else "tflite")
+    if kind == "onnx" or runtime == "onnx":
+        if kind != "onnx":
+            raise UsageError(f"the onnx runtime runs .onnx files; make one with `visionsuite "
+                             f"export --format onnx`. Received: model={model_ref}")
+        from visionsuite.runtime.onnx import OnnxModel
+
+        return OnnxModel(path, metadata, batch_size, threads)
     if kind == "tflite" and runtime != "tflite" or kind == "savedmodel" and runtime == "keras":
         raise UsageError(f"a {kind} model cannot run with the {runtime} runtime; export the "
                          f".keras model instead. Received: model={model_ref}, runtime={runtime}")

@@ -82,7 +82,7 @@ def read_tflite_metadata(path: str | Path) -> ModelMetadata:
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:
-    """Metadata of a ``.keras`` file, a SavedModel folder or a ``.tflite`` file."""
+    """Metadata of a ``.keras`` file, a SavedModel folder, a ``.tflite`` or ``.onnx`` file."""
     path = Path(path)
     if is_savedmodel(path):
         meta = savedmodel_metadata_path(path)
@@ -92,11 +92,15 @@ def read_metadata(path: str | Path) -> ModelMetadata:
         return ModelMetadata.from_json(meta.read_text(encoding="utf-8"), str(meta))
     if path.suffix == ".tflite":
         return read_tflite_metadata(path)
+    if path.suffix == ".onnx":
+        from visionsuite.runtime.onnx import read_onnx_metadata
+
+        return read_onnx_metadata(path)
     if path.suffix == ".keras":
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         return read_keras_metadata(path)
     if not path.exists():
         raise ModelError(f"model not found: {path}")
-    raise ModelError(f"unsupported model format (expected .keras, .tflite or a SavedModel "
-                     f"folder). Received: {path}")
+    raise ModelError(f"unsupported model format (expected .keras, .tflite, .onnx or a "
+                     f"SavedModel folder). Received: {path}")
