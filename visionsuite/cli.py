@@ -410,6 +410,45 @@ def export_cmd(model, fmt, quantize, calibration_data, out, samples):
     click.echo(format_report(report))
 
 
+# === explain ===
+@main.command("explain")
+@click.argument("task")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="A trained .keras model (gradients need Keras).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the overlays and explanations.jsonl.")
+@click.option("--method", "methods", multiple=True, type=click.Choice(["gradcam", "gradcam++"]),
+              help="Repeat for both (default: both).")
+@click.option("--top-k", type=int, default=1, show_default=True,
+              help="Explain the k most likely classes (segmentation: the k largest regions).")
+@click.option("--class", "class_name", help="Explain this class instead of the top k.")
+@click.option("--level", help="Backbone level, e.g. P4 (default: the deepest declared).")
+def explain_cmd(task, images, model, out, methods, top_k, class_name, level):
+    """Grad-CAM / Grad-CAM++ heat maps of TASK's model on IMAGES (files, folders, globs).
+
+    The map comes from one of the backbone's declared feature levels (see `visionsuite
+    backbones`); one overlay PNG per image, class and method, and explanations.jsonl with
+    each map's peak.
+
+    \b
+    Example:
+      visionsuite explain classification --model best.keras cat.jpg --out explain/ --top-k 2
+      visionsuite explain segmentation --model seg.keras street.jpg --class person --out ex/
+    """
+    _tensorflow()
+    from visionsuite.explain import METHODS, explain_images
+
+    records = explain_images(task, model, list(images), out, top_k=top_k,
+                             class_name=class_name, level=level,
+                             methods=list(methods) or list(METHODS))
+    for r in records:
+        what = f"p={r['score']:.3f}" if "score" in r else f"area={r['area']:.3f}"
+        peaks = " ".join(f"{m} peak {tuple(p)}" for m, p in r["peak"].items())
+        click.echo(f"{r['image']}: {r['class']} ({what}) level {r['level']}: {peaks}")
+    click.echo(f"{len(records)} explanations written to {out}", err=True)
+
+
 # === models ===
 @main.command("models")
 @click.argument("words", nargs=-1)
