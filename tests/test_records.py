@@ -99,6 +99,12 @@ def test_training_writes_the_record_into_both_models(trained_run):
         assert rec["packages"]["tensorflow"].startswith("2.")
         assert rec["metrics"]["accuracy"] == pytest.approx(metrics_json["accuracy"])
         assert rec["metrics"]["best_epoch"] == metrics_json["best_epoch"]
+    # the run also leaves a drift reference of its training images, with their labels
+    from visionsuite.drift import DriftReference
+
+    ref = DriftReference.load(result.run_dir / "drift_reference.json")
+    assert ref.images == rec["data"]["train"]["samples"]
+    assert set(ref.labels) == {"disc", "square"} and sum(ref.labels.values()) == pytest.approx(1)
     # the rewritten file is still a loadable model
     from visionsuite.models import load_keras_model
 

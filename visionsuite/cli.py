@@ -260,10 +260,18 @@ def evaluate_cmd(ctx, task, model, data, fmt, batch_size, out, strict, overrides
               help="Task option, e.g. --set top_k=3.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars for files (default: when stderr is a terminal).")
+@click.option("--drift", "drift_ref", type=click.Path(dir_okay=False),
+              help="Drift reference JSON (a training run's drift_reference.json, or "
+                   "`visionsuite drift-reference`): alarms in the stats and <stats>.drift.jsonl.")
+@click.option("--drift-window", type=int, default=30, show_default=True,
+              help="Frames per source in the drift window.")
+@click.option("--drift-threshold", type=float, default=1.0, show_default=True,
+              help="PSI above which a statistic raises a drift alarm.")
 @click.pass_context
 def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride, policy,
             queue_size, timeout, reconnect, reconnect_delay_max, show, save, results,
-            save_frames, stats_path, max_frames, overrides, progress):
+            save_frames, stats_path, max_frames, overrides, progress, drift_ref=None,
+            drift_window=30, drift_threshold=1.0):
     """Run TASK on cameras, video files, network streams or image folders.
 
     Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
@@ -287,12 +295,17 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
 
     from visionsuite.streams.pipeline import format_stats, run, save_stats
 
+    first_output = results or save
+    path = Path(stats_path) if stats_path else (
+        Path(str(first_output) + ".stats.json") if first_output else
+        Path("runs") / "stream" / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}.stats.json")
+    drift = _drift_sink(drift_ref, drift_window, drift_threshold, path)
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
                  batch_size=batch_size, vid_stride=vid_stride, policy=policy,
                  queue_size=queue_size, timeout=timeout, reconnect=reconnect,
                  reconnect_delay_max=reconnect_delay_max, show=show, save=save, results=results,
                  save_frames=save_frames, progress=progress, max_frames=max_frames,
-                 task_options=options)
+                 task_options=options, sinks=[drift] if drift else ())
     received = []
 
     def on_signal(signum, _frame):
@@ -310,15 +323,35 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
         for s, handler in previous.items():
             signal.signal(s, handler)
         if stream.stats:
-            first_output = results or save
-            path = Path(stats_path) if stats_path else (
-                Path(str(first_output) + ".stats.json") if first_output else
-                Path("runs") / "stream" / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}.stats.json")
+            if drift:
+                stream.stats["drift"] = drift.summary()
             save_stats(stream.stats, path)
             click.echo(format_stats(stream.stats), err=True)
+            if drift:
+                _report_drift(drift)
             click.echo(f"stats: {path}", err=True)
     if received:
         sys.exit(128 + received[0])
+
+
+def _drift_sink(reference, window, threshold, stats_path):
+    """The drift monitor of `run --drift` (None without a reference)."""
+    if not reference:
+        return None
+    from visionsuite.drift import DriftReference, DriftSink
+
+    return DriftSink(DriftReference.load(reference), window=window, threshold=threshold,
+                     log=Path(str(stats_path).removesuffix(".stats.json") + ".drift.jsonl"))
+
+
+def _report_drift(drift) -> None:
+    summary = drift.summary()
+    peaks = ", ".join(f"{k} {v:.2f}" for k, v in summary["max_psi"].items()) or "-"
+    click.echo(f"drift: {len(summary['alarms'])} alarm(s) (PSI > {summary['threshold']}); "
+               f"largest PSI: {peaks}; alarms: {drift.log_path}", err=True)
+    for alarm in summary["alarms"][:5]:
+        click.echo(f"  drift alarm {alarm['source']} frames {alarm['first_frame']}-"
+                   f"{alarm['last_frame']}: {alarm['statistic']} PSI {alarm['psi']:.2f}", err=True)
 
 
 @main.command("predict", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)
@@ -447,6 +480,30 @@ def explain_cmd(task, images, model, out, methods, top_k, class_name, level):
         peaks = " ".join(f"{m} peak {tuple(p)}" for m, p in r["peak"].items())
         click.echo(f"{r['image']}: {r['class']} ({what}) level {r['level']}: {peaks}")
     click.echo(f"{len(records)} explanations written to {out}", err=True)
+
+
+# === drift-reference ===
+@main.command("drift-reference")
+@click.argument("source")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Reference JSON.")
+@click.option("--max-frames", type=int, help="Use at most this many frames / images.")
+@click.option("--vid-stride", type=int, default=1, show_default=True)
+def drift_reference_cmd(source, out, max_frames, vid_stride):
+    """Write a drift reference (image statistics) from a video file or an image folder.
+
+    Training runs write one themselves (runs/<task>/<name>/drift_reference.json, with the
+    label distribution); use this for data that was never trained on.
+
+    \b
+    Example:
+      visionsuite drift-reference normal_day.mp4 --out ref.json
+      visionsuite run classification --source cam.mp4 --model best.keras --drift ref.json
+    """
+    from visionsuite.drift import video_reference
+
+    ref = video_reference(source, max_frames=max_frames, vid_stride=vid_stride)
+    ref.save(out)
+    click.echo(f"drift reference of {ref.images} frames written to {out}")
 
 
 # === models ===

@@ -82,6 +82,8 @@ class StreamResult:
     frame: np.ndarray | None = None
     # (str | None) the image file, for folder and glob sources
     path: str | None = None
+    # (np.ndarray | None) the captured BGR frame, unannotated (when a sink has needs_input)
+    input: np.ndarray | None = None
 
     def to_json(self) -> dict:
         out = {"source": self.source, "frame": self.index, "timestamp": round(self.timestamp, 6),
@@ -360,6 +362,9 @@ class Stream:
         finally:
             _put(out, _END, self._stop)
 
+    def _needs_input(self) -> bool:
+        return any(getattr(s, "needs_input", False) for s in self.sinks)
+
     def _postprocess(self, inp: queue.Queue, out: queue.Queue):
         post, draw = self._timers["postprocess"], self._timers["render"]
         names = {s.source_id: s.name for s in self.sources}
@@ -386,7 +391,8 @@ class Stream:
                     done = time.perf_counter()
                     result = StreamResult(names[frame.source_id], frame.source_id, frame.index,
                                           frame.timestamp, prediction, record,
-                                          done - frame.captured, image, frame.path)
+                                          done - frame.captured, image, frame.path,
+                                          frame.image if self._needs_input() else None)
                     self._latency.add(result.latency)
                     if not _put(out, result, self._stop):
                         return

@@ -38,6 +38,8 @@ class Sink(abc.ABC):
 
     # (bool) whether the sink needs the annotated frame (``result.frame``)
     needs_frame: bool = True
+    # (bool) whether the sink needs the captured, unannotated frame (``result.input``)
+    needs_input: bool = False
 
     @abc.abstractmethod
     def write(self, result) -> None:

@@ -227,6 +227,20 @@ def _verbose(config, is_chief: bool) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def _write_drift_reference(dataset, spec, path: Path) -> None:
+    """The training images' statistics and labels for `visionsuite run --drift` (RGB image
+    tasks; a reference that cannot be made is a warning, never a failed run)."""
+    from visionsuite.drift import dataset_reference
+
+    try:
+        ref = dataset_reference(dataset, spec)
+    except (DataError, ValueError, OSError) as exc:
+        log.warning("no drift reference written: %s", exc)
+        return
+    if ref is not None:
+        ref.save(path)
+
+
 def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     """Train ``task`` as described by ``config`` (a :class:`~visionsuite.config.TrainConfig`).
 
@@ -316,6 +330,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
                        "steps_per_epoch": steps, "monitor": monitor,
                        "resumed_at_epoch": state.epoch if checkpoint else None},
                       run_dir / "run.yaml")
+            _write_drift_reference(train_set, spec, run_dir / "drift_reference.json")
 
         from visionsuite.training.callbacks import RunCallback, truncate_csv, write_curves
 
