@@ -5,8 +5,6 @@ models run by ONNX Runtime through the same runtime interface (named outputs) an
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,18 +91,20 @@ def test_two_outputs_keep_their_names(tmp_path):
 
 
 def test_visionsuite_run_and_models_list_an_onnx_model(files, exported, tmp_path):
+    from click.testing import CliRunner
+
+    from visionsuite.cli import main
+
     out = files["root"] / "best.onnx"
-    exe = str(Path(sys.executable).with_name("visionsuite"))
     results = tmp_path / "out.jsonl"
-    proc = subprocess.run([exe, "run", "classification", "--source", str(files["calib"]),
-                           "--model", str(out), "--results", str(results)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    runner = CliRunner()
+    proc = runner.invoke(main, ["run", "classification", "--source", str(files["calib"]),
+                                "--model", str(out), "--results", str(results)])
+    assert proc.exit_code == 0, proc.output
     lines = [json.loads(ln) for ln in results.read_text().splitlines()]
-    assert len(lines) == 24
+    assert len(lines) == 24 and all(ln["result"]["label"] in CLASSES for ln in lines)
     stats = json.loads(Path(str(results) + ".stats.json").read_text())
     assert stats["runtime"].startswith("onnx (") and stats["frames"] == 24
-    listing = subprocess.run([exe, "models", str(files["root"])], capture_output=True,
-                             text=True, timeout=120)
+    listing = runner.invoke(main, ["models", str(files["root"])])
     assert any(ln.split()[0] == str(out) and " onnx " in ln and "task=classification" in ln
                for ln in listing.stdout.splitlines()), listing.stdout
