@@ -239,7 +239,9 @@ def cache_findings() -> list[Finding]:
     present, missing = sample_status(root)
     out.append(Finding(
         "cache", f"sample files: {len(present)}/{len(present) + len(missing)} present"
-                 + (f" (missing: {', '.join(missing)})" if missing else ""),
+                 + (f" (missing: {', '.join(missing[:6])}"
+                    f"{f' and {len(missing) - 6} more' if len(missing) > 6 else ''})"
+                    if missing else ""),
         None if not missing else f"{len(missing)} sample files are missing from {root}; run "
                                  f"python tools/fetch_samples.py (needs the package registries "
                                  f"once)"))
