@@ -22,6 +22,20 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
+def _say(text: str) -> None:
+    """One message on stderr, URL credentials masked (whatever library wrote the text)."""
+    from visionsuite.streams.sources import mask_url
+
+    click.echo(mask_url(text), err=True)
+
+
+def _traceback(exc: BaseException) -> None:
+    """--debug: the full traceback, URL credentials masked."""
+    import traceback
+
+    _say("".join(traceback.format_exception(exc)).rstrip())
+
+
 class _Group(click.Group):
     """Turns library errors into one line and an exit code (traceback with --debug)."""
 
@@ -32,18 +46,26 @@ class _Group(click.Group):
             raise
         except VisionsuiteError as exc:
             if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {exc}", err=True)
+                _traceback(exc)
+            else:
+                _say(f"error: {exc}")
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            _say("interrupted")
             ctx.exit(130)
         except Exception as exc:  # unexpected: still one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
-                raise
+                _traceback(exc)
+                ctx.exit(1)
+            from visionsuite.data.pipeline import sample_error
+
+            known = sample_error(exc)  # an unreadable sample under --strict, inside tf.data
+            if known is not None:
+                _say(f"error: {known}")
+                ctx.exit(known.exit_code)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"error: {type(exc).__name__}: {first[:300]} (run with --debug for the "
-                       f"traceback)", err=True)
+            _say(f"error: {type(exc).__name__}: {first[:300]} (run with --debug for the "
+                 f"traceback)")
             ctx.exit(1)
 
 
@@ -255,6 +277,11 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
     Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
 
     \b
+    Exit codes: 0 end of input (or --max-frames); 1 error; 2 bad arguments;
+    3 a live source was lost for good (its reconnection attempts ran out; the stats
+    say stopped_by "source lost"); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
+
+    \b
     Examples:
       visionsuite run classification --source 0 --model imagenet:efficientnet_lite0 --show
       visionsuite run classification --source clip.mp4 --model best.tflite \\
@@ -269,7 +296,8 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
     import time
 
     from visionsuite.predict import parse_task_overrides
-    from visionsuite.streams.pipeline import format_stats, run, save_stats
+    from visionsuite.streams.pipeline import (EXIT_SOURCE_LOST, SOURCE_LOST, format_stats, run,
+                                              save_stats)
 
     options = parse_task_overrides(task, overrides, top_k=top_k, alpha=alpha, smoothing=smooth)
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
@@ -304,6 +332,8 @@ def run_cmd(task, sources, model, runtime, threads, batch_size, vid_stride, poli
             click.echo(f"stats: {path}", err=True)
     if received:
         sys.exit(128 + received[0])
+    if stream.stopped_by == SOURCE_LOST:
+        sys.exit(EXIT_SOURCE_LOST)
 
 
 @main.command("predict")

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from visionsuite.errors import ModelError, VisionsuiteError
+from visionsuite.files import atomic_path
 
 METADATA_NAME = "visionsuite.json"
 FORMAT_VERSION = 1
@@ -60,29 +59,16 @@ class ModelMetadata:
             raise ModelError(f"{source}: invalid visionsuite metadata ({exc})") from exc
 
 
-def _atomic_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save_keras_model(model: Any, path: str | Path, metadata: ModelMetadata) -> Path:
     """Save ``model`` as ``.keras`` with metadata, atomically (a kill never leaves a
     half-written file at ``path``)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelError(f"model files must end in .keras. Received: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
+    with atomic_path(path, keep_suffix=True) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_NAME, metadata.to_json())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

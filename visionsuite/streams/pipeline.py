@@ -45,6 +45,12 @@ log = logging.getLogger("visionsuite.streams")
 
 _END = object()
 
+# ``Stream.stopped_by`` when a live source was given up (its reconnection attempts ran out, a
+# camera stopped delivering) and nothing else stopped the run first; the CLI then exits with
+# EXIT_SOURCE_LOST so that a supervising script can tell it from a normal end.
+SOURCE_LOST = "source lost"
+EXIT_SOURCE_LOST = 3
+
 
 @dataclasses.dataclass
 class StreamResult:
@@ -235,6 +241,9 @@ class Stream:
                                                "postprocess", "render", "sinks")}
         self._latency = _Timer()
         self._running = False
+        # results that went through every sink: what the stats count (a signal can stop the
+        # run between a result being written and being handed to the caller)
+        self._written = [0] * len(self.sources)
 
     # === Control ===
     def stop(self, reason: str = "stopped") -> None:
@@ -367,9 +376,12 @@ class Stream:
                 result = _get(inp, self._stop)
                 if result is _END:
                     break
+                if self.max_frames and sum(self._written) >= self.max_frames:
+                    break  # never write more than max_frames results
                 t0 = time.perf_counter()
                 for sink in self.sinks:
                     sink.write(result)
+                self._written[result.source_id] += 1
                 timer.add(time.perf_counter() - t0)
                 if not _put(out, result, self._stop):
                     break
@@ -443,7 +455,8 @@ class Stream:
                     break
         finally:
             if self.stopped_by is None and not self._errors:
-                self.stopped_by = "end of input"
+                lost = [s for s in self.sources if s.live and s.counts.get("failed")]
+                self.stopped_by = SOURCE_LOST if lost else "end of input"
             self._stop.set()
             for t in threads:
                 t.join(timeout=5.0)
@@ -456,7 +469,8 @@ class Stream:
                     bar.close()
             rss.append(_rss_mb())
             wall = time.perf_counter() - started
-            self.stats = self._summary(frames, per_source, wall, raw, ready, rss)
+            self.stats = self._summary(sum(self._written), list(self._written), wall, raw,
+                                       ready, rss)
         if self._errors:
             exc = self._errors[0]
             if isinstance(exc, VisionsuiteError):

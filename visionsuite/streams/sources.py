@@ -40,12 +40,43 @@ log = logging.getLogger("visionsuite.streams")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 POLICIES = ("newest", "queue")
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@/\s]*@")
+# A URL inside any text: scheme "://" then everything up to white space or a quote.
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+# Query parameters that carry credentials (IP cameras: ``video.cgi?user=admin&pwd=...``).
+_SECRET_PARAM = re.compile(r"(?i)(?P<key>(?:^|[?&;])(?:password|passwd|pass|pwd|token|"
+                           r"access_token|auth|key|secret|signature|sig)=)[^&;#]*")
+
+
+def _mask_one(m: re.Match) -> str:
+    rest = m.group("rest")
+    # The authority ends at the first "/", "?" or "#"; its user info ends at the *last* "@"
+    # (an unencoded "@" in a password stays in the user info, as FFmpeg reads it too). A
+    # "/" in a password is not URL syntax either, so when a later "@" exists and a ":"
+    # precedes it before any "/", the whole span up to that "@" is masked.
+    end = len(rest)
+    for sep in "/?#":
+        k = rest.find(sep)
+        if k >= 0:
+            end = min(end, k)
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        later = rest.rfind("@")
+        colon = rest.find(":")
+        if later >= 0 and 0 <= colon < later and colon < end:
+            at = later
+    if at >= 0:
+        userinfo, tail = rest[:at], rest[at:]
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            rest = f"{user}:***{tail}"
+    return m.group("scheme") + _SECRET_PARAM.sub(lambda q: q.group("key") + "***", rest)
 
 
 def mask_url(text: str) -> str:
-    """Replace passwords of URLs in ``text``: ``rtsp://user:secret@h`` -> ``rtsp://user:***@h``."""
-    return _PASSWORD.sub(lambda m: m.group("head") + "***@", str(text))
+    """Mask the credentials of every URL in ``text``: the password of the user info
+    (``rtsp://user:secret@h`` -> ``rtsp://user:***@h``, also with an empty user name or an
+    ``@`` inside the password) and credential query parameters (``?pwd=***``)."""
+    return _URL.sub(_mask_one, str(text))
 
 
 @dataclasses.dataclass
