@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import glob
 import logging
@@ -332,17 +333,22 @@ class URLSource(_CaptureSource):
         self.reconnect_delay = float(reconnect_delay)
         self.reconnect_delay_max = float(reconnect_delay_max)
 
-    def _connect(self):
-        """(cap, first frame) or None, within ``timeout`` (+ a small margin) whatever happens."""
+    def _connect(self, quick: bool = False):
+        """(cap, first frame) or None, within ``timeout`` (+ a small margin) whatever happens.
+
+        ``quick``: a reconnection to a stream already opened once -- FFmpeg skips most of its
+        stream probing (it would otherwise read about a second of video to estimate the
+        frame rate, which is already known)."""
         import cv2
 
         ms = int(self.timeout * 1000)
         result = {}
 
         def attempt():
-            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            with _quick_probe(quick, self.timeout):
+                cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
             ok, image = cap.read() if cap.isOpened() else (False, None)
             if ok and image is not None:
                 result["ok"] = (cap, image)
@@ -374,14 +380,20 @@ class URLSource(_CaptureSource):
         return self
 
     def _reconnect(self, stop) -> bool:
+        """Reconnect after a drop: ``reconnect`` attempts, the waits doubling from
+        ``reconnect_delay`` up to ``min(reconnect_delay_max, timeout)`` -- never longer than
+        the source's own timeout, so a server that comes back is found within about one
+        timeout, and never shorter than ``reconnect_delay``, so a dead server sees one cheap
+        connection attempt per wait (a refused TCP connection), not a flood."""
         self.close()
         lost = time.monotonic()
-        delay = self.reconnect_delay
+        cap = min(self.reconnect_delay_max, self.timeout)
+        delay = min(self.reconnect_delay, cap)
         log.warning("%s: stream lost; reconnecting (up to %d attempts)", self.name, self.reconnect)
         for attempt in range(1, self.reconnect + 1):
             if stop.wait(delay):
                 return False
-            got = self._connect()
+            got = self._connect(quick=True)
             if got is not None:
                 self.cap, image = got
                 self._first = (self._index, image)
@@ -391,7 +403,7 @@ class URLSource(_CaptureSource):
                 self.counts["outage_s"] = round(self.counts["outage_s"] + outage, 3)
                 log.warning("%s: reconnected after %.1f s (attempt %d)", self.name, outage, attempt)
                 return True
-            delay = min(max(delay * 2, 0.1), self.reconnect_delay_max)
+            delay = min(max(delay * 2, 0.1), cap)
         self.counts["outages"] += 1
         self.counts["failed"] += 1
         self.counts["outage_s"] = round(self.counts["outage_s"] + time.monotonic() - lost, 3)
@@ -412,6 +424,34 @@ class URLSource(_CaptureSource):
                 continue
             yield self._make(*item)
         self.close()
+
+
+_CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# FFmpeg demuxer options of a reconnection: no frame-rate probing, a small probe.
+_QUICK_OPTIONS = "fpsprobesize;0|probesize;65536|analyzeduration;500000"
+_options_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quick_probe(quick: bool, timeout: float):
+    """Open with FFmpeg's quick-probe options (``quick``), given to OpenCV through its
+    ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` variable, which it reads when a capture opens. The
+    user's own options in that variable come after ours and win. Opens of every URL source
+    take a lock, so no open sees another's options."""
+    got = _options_lock.acquire(timeout=timeout)
+    user = os.environ.get(_CAPTURE_OPTIONS)
+    try:
+        if got and quick:
+            os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, [_QUICK_OPTIONS, user]))
+        yield
+    finally:
+        if got:
+            if quick:
+                if user is None:
+                    os.environ.pop(_CAPTURE_OPTIONS, None)
+                else:
+                    os.environ[_CAPTURE_OPTIONS] = user
+            _options_lock.release()
 
 
 class ImageSource(Source):
