@@ -180,8 +180,9 @@ def test_stats_count_what_the_sinks_wrote_when_stopped(tflite, tmp_path):
     for _ in stream:
         n += 1
         if n == 3:
-            time.sleep(0.5)  # the sink thread runs ahead of this slow consumer
+            time.sleep(0.5)  # the sink thread runs ahead of this slow consumer ...
             stream.stop("SIGINT")
+            time.sleep(0.5)  # ... and holds a written result when the signal comes
     lines = results.read_text().splitlines()
     assert stream.stats["stopped_by"] == "SIGINT"
     assert stream.stats["frames"] == len(lines) == stream.stats["sources"][0]["results"]
