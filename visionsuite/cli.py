@@ -42,6 +42,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # bad flags of a command: one line, not click's three
+            where = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx else ""
+            _say(f"error: {exc.format_message()}{where}")
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except VisionsuiteError as exc:

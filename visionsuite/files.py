@@ -12,6 +12,7 @@ next time a run starts in that folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -19,9 +20,44 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from visionsuite.errors import VisionsuiteError
+
 # Hidden temporary files of atomic writes (and the names older versions used).
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.*", ".checkpoint.*.tmp", ".best.*.keras", ".last.*.keras",
                  ".metrics.*.csv", ".curves.*.png")
+
+
+class OutputError(VisionsuiteError):
+    """An output file or folder that cannot be written (read-only folder, a folder where a
+    file is expected, disk full)."""
+
+
+def _why(exc: OSError) -> str:
+    reasons = {errno.EACCES: "permission denied (is the folder read-only?)",
+               errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+               errno.ENOSPC: "no space left on the device",
+               errno.ENOTDIR: "a parent of it is a file, not a folder",
+               errno.EISDIR: "it is a folder"}
+    return reasons.get(exc.errno, exc.strerror or type(exc).__name__)
+
+
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """Fail early, with one line, when ``path`` could not be written (its nearest existing
+    folder is read-only, or a parent is a file); creates nothing."""
+    path = Path(path)
+    if path.is_dir() and what != "folder":
+        raise OutputError(f"cannot write {what} {path}: it is a folder; give a file name. "
+                          f"Received: {path}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {what} {path}: {parent} is a file, not a folder. "
+                          f"Received: {path}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {what} {path}: {parent} is not writable (read-only "
+                          f"folder?). Received: {path}")
+    return path
 
 
 def current_umask() -> int:
@@ -60,15 +96,23 @@ def atomic_path(path: str | Path, *, keep_suffix: bool = False) -> Iterator[Path
         ...     model.save(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name. "
+                          f"Received: {path}")
     suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_why(exc)}. Received: {path}") from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, default_mode())  # mkstemp creates 0600 files
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, destination turned read-only or into a folder
+        raise OutputError(f"cannot write {path}: {_why(exc)}. Received: {path}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

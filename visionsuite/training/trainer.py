@@ -268,6 +268,10 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
 
     run_dir, resuming = _run_dir(config, task.name, check=info.is_chief)
+    if info.is_chief:
+        from visionsuite.files import check_writable
+
+        check_writable(run_dir, "folder")  # before any data is read
     ckpt_path = run_dir / CHECKPOINT
     checkpoint = read_checkpoint(ckpt_path) if resuming else None
     if info.is_chief:  # any start in an existing run folder
