@@ -95,7 +95,15 @@ def _check_config(config) -> None:
                          f"finetune_lr_factor={config.finetune_lr_factor}")
     if config.resume and not config.name:
         raise UsageError("--resume needs the --name of the run to continue. Received: name=''")
-    if config.weights not in (None, "", "imagenet"):  # before any data is read
+    # === Arguments that need no data: checked before any data is read ===
+    from visionsuite.backbones.registry import get_backbone_entry, resolve_arch
+
+    entry = get_backbone_entry(config.backbone)
+    resolve_arch(entry, dict(config.backbone_args))
+    if config.weights == "imagenet" and "imagenet" not in entry.pretrained:
+        raise UsageError(f"backbone {config.backbone!r} has no ImageNet weights; use "
+                         f"weights=None. Received: weights='imagenet'")
+    if config.weights not in (None, "", "imagenet"):
         from visionsuite.backbones.weights import check_weights_file
 
         check_weights_file(config.weights)
@@ -475,6 +483,8 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
                                source=f"{model_path}: task_config")
     task = task_cls(task_config)
     model = load_keras_model(model_path)
+    from visionsuite.data.pipeline import pipeline_scope
+
     dataset = task.load_dataset(data, split="test", format=format, strict=strict,
                                 classes=list(metadata.classes))
     if not len(dataset):
@@ -485,7 +495,8 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
+    with pipeline_scope(strict=strict):  # --strict: an unreadable sample stops it, named
+        metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
     if out is not None:
         _merge_metrics_json(out / "metrics.json", metrics)
     return metrics
