@@ -252,9 +252,10 @@ def evaluate_cmd(task, model, data, fmt, batch_size, out, strict):
 @click.option("--queue-size", type=int, default=8, show_default=True)
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to open a URL / wait for a frame.")
-@click.option("--reconnect", type=int, default=5, show_default=True,
-              help="Reconnection attempts per URL outage (exponential backoff).")
-@click.option("--reconnect-delay-max", type=float, default=10.0, show_default=True,
+@click.option("--reconnect", type=int, default=12, show_default=True,
+              help="Reconnection attempts per URL outage (waits doubling from 0.5 s up to "
+                   "--reconnect-delay-max and --timeout).")
+@click.option("--reconnect-delay-max", type=float, default=1.5, show_default=True,
               help="Longest wait between reconnection attempts, in seconds.")
 @click.option("--show", is_flag=True, help="Show annotated frames in a window (GUI builds).")
 @click.option("--save", type=click.Path(dir_okay=False), help="Annotated video (.mp4, .avi).")

@@ -7,7 +7,8 @@ to the first frame the source delivers after the outage. Also printed: the conne
 attempts the source made while the server was down (it must not hammer a dead server).
 
 Usage:
-    python tools/bench/reconnect.py --outage 5 --rounds 3 [--timeout 2] [--json out.json]
+    python tools/bench/reconnect.py --outage 5 --rounds 3 [--timeout 10]
+        [--reconnect-delay-max 1.5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def serve(port: int) -> subprocess.Popen:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def one_round(outage: float, timeout: float, reconnect: int) -> dict:
+def one_round(outage: float, timeout: float, reconnect: int, delay_max: float) -> dict:
     from visionsuite.streams.sources import URLSource
 
     port = free_port()
     server = serve(port)
     time.sleep(0.5)
-    source = URLSource(f"http://127.0.0.1:{port}/live", timeout=timeout, reconnect=reconnect)
+    source = URLSource(f"http://127.0.0.1:{port}/live", timeout=timeout, reconnect=reconnect,
+                       reconnect_delay_max=delay_max)
     attempts = []
     connect = source._connect
 
@@ -94,14 +96,17 @@ def main():
     parser.add_argument("--outage", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=10.0, help="the source's --timeout")
-    parser.add_argument("--reconnect", type=int, default=5)
+    parser.add_argument("--reconnect", type=int, default=12)
+    parser.add_argument("--reconnect-delay-max", type=float, default=1.5)
     parser.add_argument("--json", help="also save the result here")
     parser.add_argument("--verbose", action="store_true", help="show the source's warnings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR)
-    rounds = [one_round(args.outage, args.timeout, args.reconnect) for _ in range(args.rounds)]
+    rounds = [one_round(args.outage, args.timeout, args.reconnect, args.reconnect_delay_max)
+              for _ in range(args.rounds)]
     gaps = [r["gap_s"] for r in rounds if r["gap_s"] is not None]
-    out = {"outage_s": args.outage, "timeout_s": args.timeout, "rounds": rounds,
+    out = {"outage_s": args.outage, "timeout_s": args.timeout,
+           "reconnect_delay_max_s": args.reconnect_delay_max, "rounds": rounds,
            "gap_median_s": round(statistics.median(gaps), 3) if gaps else None,
            "gap_max_s": max(gaps) if gaps else None, "load_average": common.load_average()}
     print(json.dumps(out, indent=2))

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from visionsuite.errors import UsageError, VisionsuiteError
-from visionsuite.streams.sources import POLICIES, Frame, Source, open_source
+from visionsuite.streams.sources import (POLICIES, RECONNECT, RECONNECT_DELAY_MAX, Frame,
+                                         Source, open_source)
 
 log = logging.getLogger("visionsuite.streams")
 
@@ -545,8 +546,9 @@ def save_stats(stats: dict, path: str | Path) -> Path:
 
 def run(task, source, *, model=None, runtime: str = "auto", threads: int | None = None,
         batch_size: int = 1, vid_stride: int = 1, policy: str = "newest", queue_size: int = 8,
-        timeout: float = 10.0, reconnect: int = 5, reconnect_delay: float = 0.5,
-        reconnect_delay_max: float = 10.0, show: bool = False, save=None, results=None,
+        timeout: float = 10.0, reconnect: int = RECONNECT, reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = RECONNECT_DELAY_MAX, show: bool = False, save=None,
+        results=None,
         save_frames=None, render: bool = False, progress: bool | None = False,
         max_frames: int | None = None, task_options: dict | None = None) -> Stream:
     """Run ``task`` on one or more sources; iterate the returned :class:`Stream` for results.
@@ -565,7 +567,8 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
         queue_size: capacity of the bounded buffers.
         timeout: seconds to open a URL and to wait for a frame.
         reconnect: reconnection attempts per URL outage; ``reconnect_delay`` /
-            ``reconnect_delay_max``: first and longest backoff wait in seconds.
+            ``reconnect_delay_max``: first and longest backoff wait in seconds (the waits
+            never exceed ``timeout`` either).
         show / save / results / save_frames: sinks (window, annotated video, JSON lines,
             annotated JPEGs).
         render: draw predictions on ``result.frame`` even without a frame sink.
