@@ -69,7 +69,7 @@ def _rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("steps_per_epoch", [None, 3])
+@pytest.mark.parametrize("steps_per_epoch", [None, pytest.param(3, marks=pytest.mark.slow)])
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(image_folder, tmp_path,
                                                              steps_per_epoch):
     from visionsuite.training import train
