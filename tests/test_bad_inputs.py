@@ -9,6 +9,7 @@ Warnings logged before the error count as lines: a user would see them above it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import struct
@@ -296,6 +297,19 @@ def test_bad_input_of_every_task_gets_one_line(task, make_args, expected, files,
 def test_the_sweep_is_big_enough():
     assert len(CASES) + len(PER_TASK) * len(TASKS) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_export_into_a_read_only_folder(files, tmp_path, caplog):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        result, lines = sweep(["export", "--model", files["keras"], "--format", "tflite",
+                               "--out", folder / "m.tflite"], caplog)
+    finally:
+        folder.chmod(0o755)
+    check_one_line(result, lines, "not writable")
 
 
 def test_debug_shows_a_traceback_without_secrets(files, tmp_path):

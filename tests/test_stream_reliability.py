@@ -208,3 +208,22 @@ def test_max_frames_writes_exactly_that_many(tflite, tmp_path):
         time.sleep(0.05)  # let the pipeline fill its buffers
     assert len(got) == 5 and len(results.read_text().splitlines()) == 5
     assert stream.stats["frames"] == 5
+
+
+def test_tflite_runs_print_no_xnnpack_notice(tflite, tmp_path):
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ the
+    first time an interpreter allocates its tensors; the CLI output stays clean."""
+    import os
+    import sys
+
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 90, np.uint8))
+    proc = subprocess.run([sys.executable, "-m", "visionsuite.cli", "predict", "classification",
+                           "--model", str(tflite), str(image)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "img.png: " in proc.stdout
+    assert "XNNPACK" not in proc.stderr and "INFO:" not in proc.stderr, proc.stderr
