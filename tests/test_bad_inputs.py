@@ -14,7 +14,6 @@ import re
 import socket
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

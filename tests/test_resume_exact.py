@@ -81,18 +81,19 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(image_folder, tmp_p
     cut = _config(image_folder, tmp_path / "b", steps_per_epoch=steps_per_epoch)
     with pytest.raises(Killed):
         train(_task(cut), cut, callbacks=[KillAfterEpoch(2)])
-    assert read_checkpoint(tmp_path / "b" / "classification" / "run" / "checkpoint.npz").state.epoch == 2
+    run_a, run_b = (tmp_path / d / "classification" / "run" for d in ("a", "b"))
+    assert read_checkpoint(run_b / "checkpoint.npz").state.epoch == 2
     resumed = dataclasses.replace(cut, resume=True)
     train(_task(resumed), resumed)
 
-    a, b = _rows(tmp_path / "a" / "classification" / "run"), _rows(tmp_path / "b" / "classification" / "run")
+    a, b = _rows(run_a), _rows(run_b)
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == ["0", "1", "2"]
     for ra, rb in zip(a, b):
         for key in ("loss", "val_loss", "accuracy", "learning_rate"):
             np.testing.assert_allclose(float(rb[key]), float(ra[key]), rtol=1e-4, atol=1e-6,
                                        err_msg=f"epoch {ra['epoch']} {key}")
-    wa = read_checkpoint(tmp_path / "a" / "classification" / "run" / "checkpoint.npz").model_weights
-    wb = read_checkpoint(tmp_path / "b" / "classification" / "run" / "checkpoint.npz").model_weights
+    wa = read_checkpoint(run_a / "checkpoint.npz").model_weights
+    wb = read_checkpoint(run_b / "checkpoint.npz").model_weights
     for x, y in zip(wa, wb):
         np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
 

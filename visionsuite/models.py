@@ -107,7 +107,8 @@ def load_keras_model(path: str | Path, *, compile: bool = False):
     except Exception as exc:  # keras raises many types for corrupt files
         msg = " ".join(str(exc).split())
         if "safe_mode" in msg or "unsafe_deserialization" in msg:
-            what = "a Lambda layer" if "Lambda" in msg else "Python code (a lambda or a pickled function)"
+            what = ("a Lambda layer" if "Lambda" in msg
+                    else "Python code (a lambda or a pickled function)")
             raise ModelError(f"{path}: refused to load: the model contains {what}, which could "
                              f"run arbitrary code; visionsuite only loads models in Keras safe "
                              f"mode. Rebuild the model without it (use a registered layer "

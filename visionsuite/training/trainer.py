@@ -268,7 +268,6 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     """
     import keras
 
-    from visionsuite.backbones import build_backbone
 
     _check_config(config)
     info = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs a fresh TF
