@@ -203,7 +203,7 @@ def explain_images(task: str, model_path, images: Sequence, out_dir, *, top_k: i
     import cv2
 
     from visionsuite.data.images import read_image
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
     from visionsuite.models import check_task, load_keras_model, read_keras_metadata
     from visionsuite.plugins import task_for_model
     from visionsuite.predict import expand_inputs
@@ -250,7 +250,7 @@ def explain_images(task: str, model_path, images: Sequence, out_dir, *, top_k: i
             for method, cam in maps.items():
                 tag = method.replace("++", "pp")
                 name = f"{Path(path).stem}_{classes[c]}_{tag}.png"
-                with atomic_output(out_dir / name) as tmp:
+                with atomic_path(out_dir / name, keep_suffix=True) as tmp:
                     cv2.imwrite(str(tmp), overlay(rgb, cam[0])[..., ::-1])
                 files[method] = name
             records.append({"image": str(path), "class": classes[c],
@@ -258,6 +258,6 @@ def explain_images(task: str, model_path, images: Sequence, out_dir, *, top_k: i
                             "level": explainer.level, "stride": explainer.stride,
                             "overlays": files,
                             "peak": {m: peak(cam[0], h, w) for m, cam in maps.items()}})
-    with atomic_output(out_dir / "explanations.jsonl") as tmp:
+    with atomic_path(out_dir / "explanations.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return records

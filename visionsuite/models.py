@@ -120,11 +120,9 @@ def save_keras_model(model: Any, path: str | Path, metadata: ModelMetadata) -> P
 def update_keras_metadata(path: str | Path, metadata: ModelMetadata) -> Path:
     """Replace the metadata inside an existing ``.keras`` file (atomically; the weights and
     every other entry are copied unchanged)."""
-    from visionsuite.files import atomic_output
-
     path = Path(path)
     read_keras_metadata(path)  # a clear error for a file that is not ours
-    with zipfile.ZipFile(path) as src, atomic_output(path) as tmp:
+    with zipfile.ZipFile(path) as src, atomic_path(path, keep_suffix=True) as tmp:
         with zipfile.ZipFile(tmp, "w") as dst:
             for info in src.infolist():
                 if info.filename != METADATA_NAME:

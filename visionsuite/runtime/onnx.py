@@ -52,7 +52,7 @@ def keras_to_onnx(model, metadata: ModelMetadata, out: str | Path) -> Path:
 
     tf2onnx = _require("tf2onnx")
     onnx = _require("onnx")
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
 
     for name in ("tf2onnx", "tf2onnx.optimizer", "tf2onnx.tfonnx"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -76,7 +76,7 @@ def keras_to_onnx(model, metadata: ModelMetadata, out: str | Path) -> Path:
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, meta.to_json()
-    with atomic_output(out) as tmp:
+    with atomic_path(out, keep_suffix=True) as tmp:
         onnx.save_model(proto, str(tmp))
     return out
 
