@@ -224,7 +224,7 @@ CASES = [
     ("export-model-missing", lambda f, t: ["export", "--model", str(t / "m.keras"), "--format",
                                            "tflite"], "m.keras"),
     ("export-format-choice", lambda f, t: ["export", "--model", str(f["keras"]), "--format",
-                                           "onnx"], "--format"),
+                                           "coreml"], "--format"),
     ("export-int8-no-calibration", lambda f, t: ["export", "--model", str(f["keras"]),
                                                  "--format", "tflite", "--quantize", "int8"],
      "calibration"),
