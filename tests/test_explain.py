@@ -107,3 +107,31 @@ def test_cli_writes_overlays_and_records(trained, tmp_path):
     bad = CliRunner().invoke(main, ["explain", "classification", str(images), "--model",
                                     str(path), "--out", str(tmp_path / "o3"), "--level", "P9"])
     assert bad.exit_code == 2 and "declares levels" in bad.stderr and "Received:" in bad.stderr
+
+
+def test_segmentation_class_region_maps(tmp_path):
+    """A segmentation model: the score is the class's logits (before the Softmax layer)
+    summed over its predicted region; maps come out at the level's resolution."""
+    from visionsuite.backbones.registry import build_backbone
+    from visionsuite.explain import Explainer
+    from visionsuite.models import (ModelMetadata, load_keras_model, read_keras_metadata,
+                                    save_keras_model)
+    from visionsuite.plugins import get_task_class
+
+    cls = get_task_class("segmentation")
+    task = cls(cls.Config(image_size=32))
+    backbone = build_backbone("simple_cnn", (32, 32, 3), widths=(8, 16))
+    model = task.build_model(backbone, ["background", "thing"])
+    meta = ModelMetadata("segmentation", ("background", "thing"), 32, "simple_cnn",
+                         {"image_size": 32}, outputs=tuple(task.output_specs()),
+                         extra={"backbone_args": dict(backbone.spec.arch)})
+    path = save_keras_model(model, tmp_path / "seg.keras", meta)
+    explainer = Explainer(load_keras_model(path), read_keras_metadata(path))
+    assert explainer.level == "P2"
+    scores = explainer._model.outputs[1]
+    assert tuple(scores.shape[1:]) == (32, 32, 2) and scores is not explainer._model.outputs[2]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    maps = explainer.explain(x, 1)
+    for cam in maps.values():
+        assert cam.shape == (2, 8, 8) and np.isfinite(cam).all()
+        assert cam.min() >= 0 and cam.max() <= 1

@@ -5,8 +5,8 @@ The feature map explained is one of the backbone's *declared* levels (``P2``..``
 architecture arguments), taken where the task model calls its backbone -- never a layer found
 by name. The default level is the deepest (largest stride), the one the heads read.
 
-The score explained is the class's pre-activation output: when the model ends in a softmax or
-sigmoid ``Activation`` layer, its input (logits) is used, so confident predictions do not
+The score explained is the class's pre-activation output: when the model ends in a
+``Softmax`` layer or a softmax / sigmoid ``Activation`` layer, its input (logits) is used, so confident predictions do not
 saturate the gradients. For classification (outputs ``(N, C)``) the score is the class logit;
 for segmentation (outputs ``(N, H, W, C)``) it is the class logit summed over the pixels the
 model assigns to that class (the whole image when it assigns none).
@@ -66,8 +66,9 @@ def _score_tensor(model):
     import keras
 
     last = model.layers[-1]
-    if isinstance(last, keras.layers.Activation) and \
-            getattr(last.activation, "__name__", "") in ("softmax", "sigmoid"):
+    if isinstance(last, keras.layers.Softmax) or (
+            isinstance(last, keras.layers.Activation)
+            and getattr(last.activation, "__name__", "") in ("softmax", "sigmoid")):
         return last._inbound_nodes[0].input_tensors[0]
     if len(model.outputs) != 1:
         raise ModelError(f"explanations need a one-output model. Received: "
