@@ -450,16 +450,36 @@ def transform_clip(transform, clip: np.ndarray) -> np.ndarray:
     return clip_outputs(transform(**clip_inputs(clip)), len(clip))
 
 
+def dense_clip_indices(num_frames: int, frames: int, *, training: bool,
+                       rng: np.random.Generator | None = None, start: int = 0) -> np.ndarray:
+    """``frames`` consecutive frames: a random window when training, the centre window when
+    evaluating (the temporal scale a streaming model sees live). A segment shorter than
+    ``frames`` raises :class:`DataError`."""
+    if num_frames < frames:
+        raise DataError(f"a segment of {num_frames} frame(s) is shorter than a clip of "
+                        f"{frames}. Received: num_frames={num_frames}")
+    last = num_frames - frames
+    first = int((rng or np.random.default_rng()).integers(0, last + 1)) if training else last // 2
+    return start + first + np.arange(frames)
+
+
+SAMPLINGS = {"tsn": tsn_indices, "dense": dense_clip_indices}
+
+
 class ClipLoader:
-    """``load(sample)`` for :func:`visionsuite.data.pipeline.make_tf_dataset`: decodes a TSN
-    clip of ``frames`` frames from a :class:`VideoRef` sample and returns the inputs of a
+    """``load(sample)`` for :func:`visionsuite.data.pipeline.make_tf_dataset`: decodes a clip
+    of ``frames`` frames from a :class:`VideoRef` sample and returns the inputs of a
     :func:`clip_transform` (``image``, ``image1``, ...). Use :meth:`to_arrays` as the
     pipeline's ``to_arrays`` (``(clip (T, H, W, 3), label)``).
 
     Args:
         frames: clip length ``T``.
-        training: random TSN offsets (a new draw per call) instead of segment centres.
-        seed: seeds the offsets.
+        training: random offsets (a new draw per call) instead of centred ones.
+        sampling: ``"tsn"`` (:func:`tsn_indices`: ``T`` segments spanning the video, for
+            clip models) or ``"dense"`` (:func:`dense_clip_indices`: ``T`` consecutive
+            frames, for streaming models, which see every frame live).
+        seed: seeds the offsets (draws from parallel pipeline workers interleave, so the
+            order of draws -- not their distribution -- depends on thread timing).
 
     Example:
         >>> loader = ClipLoader(8, training=True)
@@ -468,14 +488,22 @@ class ClipLoader:
         ...     transform=clip_transform(8, 96, training=True), to_arrays=loader.to_arrays)
     """
 
-    def __init__(self, frames: int, *, training: bool, seed: int = 0):
+    def __init__(self, frames: int, *, training: bool, sampling: str = "tsn", seed: int = 0):
+        if sampling not in SAMPLINGS:
+            raise UsageError(f"sampling must be one of {sorted(SAMPLINGS)}. "
+                             f"Received: sampling={sampling!r}")
         self.frames = int(frames)
         self.training = bool(training)
+        self.sampling = sampling
         self._rng = np.random.default_rng(seed)
 
+    def indices(self, ref: VideoRef) -> np.ndarray:
+        """Absolute frame indices of the next clip drawn from ``ref``."""
+        return SAMPLINGS[self.sampling](ref.num_frames, self.frames, training=self.training,
+                                        rng=self._rng, start=ref.start)
+
     def __call__(self, sample: Sample) -> dict[str, np.ndarray]:
-        clip = sample_clip(sample.image, self.frames, training=self.training, rng=self._rng)
-        return clip_inputs(clip)
+        return clip_inputs(read_frames(sample.image, self.indices(sample.image)))
 
     def to_arrays(self, outputs: dict[str, np.ndarray], sample: Sample) -> tuple:
         return clip_outputs(outputs, self.frames), np.asarray(sample.target)

@@ -192,3 +192,10 @@ def test_clip_loader_feeds_the_tf_data_pipeline(folder_dataset):
     ref = VideoRef(str(folder_dataset / "jump" / "v1.mp4"), 0, 12, 10.0)
     inputs = eval_loader(type(ds.samples[0])(ref, 0))
     assert [_index_of(inputs[k]) for k in ("image", "image1", "image2", "image3")] == [1, 4, 7, 10]
+    dense = ClipLoader(4, training=False, sampling="dense")
+    np.testing.assert_array_equal(dense.indices(ref), [4, 5, 6, 7])
+    dense_train = ClipLoader(4, training=True, sampling="dense", seed=0)
+    starts = {int(dense_train.indices(ref)[0]) for _ in range(100)}
+    assert starts == set(range(9))
+    with pytest.raises(DataError, match="shorter than a clip of 16"):
+        ClipLoader(16, training=True, sampling="dense").indices(ref)
