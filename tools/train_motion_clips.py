@@ -74,7 +74,7 @@ def train(kind, data, args, out):
     if kind == "streaming":
         head.update(dilations=(1, 2))
     model = build_video_classifier(kind, backbone, len(train_ds.classes), frames=args.frames,
-                                   **head)
+                                   level=args.level, **head)
     steps = args.epochs * -(-len(train_ds) // args.batch_size)
     lr = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=args.lr,
                                                 warmup_steps=max(1, steps // 20))
@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default="simple_cnn")
     parser.add_argument("--backbone-arch", default='{"widths": [16, 32, 64], "depth": 1}',
                         help="JSON of the backbone's architecture keywords.")
+    parser.add_argument("--level", default=None, help="Backbone level (default: the deepest).")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
