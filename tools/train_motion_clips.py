@@ -70,7 +70,7 @@ def train(kind, data, args, out):
     keras.utils.set_random_seed(args.seed)
     backbone = build_backbone(args.backbone, (args.size, args.size, 3),
                               **json.loads(args.backbone_arch))
-    head = dict(width=args.width, dropout=0.2)
+    head = dict(width=args.width, dropout=0.2, motion_channels=args.motion)
     if kind == "streaming":
         head.update(dilations=(1, 2))
     model = build_video_classifier(kind, backbone, len(train_ds.classes), frames=args.frames,
@@ -147,6 +147,8 @@ def main(argv=None) -> int:
                         help="JSON of the backbone's architecture keywords.")
     parser.add_argument("--level", default=None, help="Backbone level (default: the deepest).")
     parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--motion", type=int, default=8,
+                        help="Channels of the motion branch (0: none).")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)

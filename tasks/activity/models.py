@@ -338,6 +338,35 @@ def _per_frame(features, reduce, clip, frames):
     return UnfoldTime(frames, name="unfold_time")([x, clip])
 
 
+def _motion_layers(features, motion_channels, width):
+    """Layers of the motion branch (see :class:`StreamingClassifier`), or ``None``."""
+    if int(motion_channels) < 0:
+        raise UsageError(f"motion_channels must be >= 0. Received: motion_channels={motion_channels!r}")
+    if not motion_channels:
+        return None
+    (height, wide), (h, w) = (features.inputs[0].shape[1:3], features.outputs[0].shape[1:3])
+    stride = -(-int(height) // int(h))
+    if -(-int(height) // stride) != h or -(-int(wide) // stride) != w:
+        raise UsageError(f"motion_channels needs a feature level whose stride divides the "
+                         f"frame. Received: frame {height}x{wide}, level {h}x{w}")
+    return dict(
+        scale=keras.layers.Rescaling(1.0 / 255.0, name="motion_scale"),
+        conv=TemporalConv(int(motion_channels), kernel_size=2, spatial_kernel=3, causal=True,
+                          residual=False, name="motion_conv"),
+        pool=keras.layers.AveragePooling2D(stride, stride, padding="same", name="motion_pool"),
+        concat=keras.layers.Concatenate(name="motion_concat"),
+        fuse=keras.layers.Conv2D(int(width), 1, activation="relu", name="motion_fuse"))
+
+
+def _apply_motion(motion, x, clip, frames):
+    """Clip path of the motion branch: fuse pooled two-frame convolutions into ``x``."""
+    m = motion["conv"](motion["scale"](clip))
+    m = motion["pool"](FoldTime(name="fold_motion")(m))
+    m = UnfoldTime(frames, name="unfold_motion")([m, clip])
+    x = motion["concat"]([x, m])
+    return UnfoldTime(frames, name="unfold_fused")([motion["fuse"](FoldTime(name="fold_fused")(x)), clip])
+
+
 # ============================================================================ models
 
 
@@ -358,6 +387,8 @@ class ClipClassifier(_VideoClassifierBase):
         kernel_size: temporal taps of each temporal convolution.
         dilations: one temporal convolution per entry, with that dilation.
         dropout: dropout before the classifier.
+        motion_channels: 0, or the channels of the motion branch (a two-frame convolution
+            on the pixels of consecutive sampled frames; see :class:`StreamingClassifier`).
 
     Example:
         >>> bb = build_backbone("mobilenet_v3_small", (112, 112, 3), weights="imagenet")
@@ -367,10 +398,11 @@ class ClipClassifier(_VideoClassifierBase):
     """
 
     def __init__(self, features, num_classes, frames=None, width=64, shift_div=8,
-                 kernel_size=3, dilations=(1,), dropout=0.0, **kwargs):
+                 kernel_size=3, dilations=(1,), dropout=0.0, motion_channels=0, **kwargs):
         _check_common(features, num_classes, frames, width, dropout)
         # === Layers ===
         reduce = keras.layers.Conv2D(int(width), 1, activation="relu", name="reduce")
+        motion = _motion_layers(features, motion_channels, width)
         shift = TemporalShift(shift_div, name="temporal_shift") if shift_div else None
         shift_conv = (keras.layers.Conv2D(int(width), 3, padding="same", activation="relu",
                                           name="shift_conv") if shift_div else None)
@@ -380,6 +412,8 @@ class ClipClassifier(_VideoClassifierBase):
         # === Functional model ===
         clip = _clip_input(features, frames)
         x = _per_frame(features, reduce, clip, frames)
+        if motion is not None:
+            x = _apply_motion(motion, x, clip, frames)
         if shift is not None:
             s = shift(x)
             s = UnfoldTime(frames, name="unfold_shift")([shift_conv(FoldTime(name="fold_shift")(s)), clip])
@@ -402,12 +436,14 @@ class ClipClassifier(_VideoClassifierBase):
         self.kernel_size = int(kernel_size)
         self.dilations = tuple(int(d) for d in dilations)
         self.dropout = float(dropout)
+        self.motion_channels = int(motion_channels)
 
     def get_config(self):
         config = self._config()
         config.update(num_classes=self.num_classes, frames=self.frames, width=self.width,
                       shift_div=self.shift_div, kernel_size=self.kernel_size,
-                      dilations=self.dilations, dropout=self.dropout)
+                      dilations=self.dilations, dropout=self.dropout,
+                      motion_channels=self.motion_channels)
         return config
 
 
@@ -428,9 +464,14 @@ class StreamingClassifier(_VideoClassifierBase):
         width: channels of the temporal layers.
         kernel_size: temporal taps of each causal convolution.
         dilations: one causal temporal convolution per entry, with that dilation; the
-            receptive field is ``1 + (kernel_size - 1) * sum(dilations)`` frames.
+            receptive field is ``1 + (kernel_size - 1) * sum(dilations)`` frames (+1 with
+            the motion branch); train on clips at least that long.
         spatial_kernel: spatial side of the temporal convolutions' kernels.
         dropout: dropout before the classifier (training only).
+        motion_channels: 0, or the channels of a motion branch: a causal two-frame
+            convolution on the pixels (it can learn frame differences, as in TSN's RGB-diff
+            input), average-pooled to the feature level and fused with the backbone features
+            by a 1x1 conv. Its state is the previous frame (``state_motion``).
 
     Example:
         >>> model = StreamingClassifier(frame_feature_model(bb), num_classes=6, frames=8)
@@ -440,12 +481,13 @@ class StreamingClassifier(_VideoClassifierBase):
     """
 
     def __init__(self, features, num_classes, frames=None, width=64, kernel_size=3,
-                 dilations=(1, 2), spatial_kernel=3, dropout=0.0, **kwargs):
+                 dilations=(1, 2), spatial_kernel=3, dropout=0.0, motion_channels=0, **kwargs):
         _check_common(features, num_classes, frames, width, dropout)
         if not dilations:
             raise UsageError(f"dilations needs at least one causal layer. Received: dilations={dilations!r}")
         # === Layers ===
         reduce = keras.layers.Conv2D(int(width), 1, activation="relu", name="reduce")
+        motion = _motion_layers(features, motion_channels, width)
         temporal = [TemporalConv(int(width), kernel_size, d, spatial_kernel=spatial_kernel,
                                  causal=True, name=f"causal_conv_{i}")
                     for i, d in enumerate(dilations)]
@@ -456,6 +498,8 @@ class StreamingClassifier(_VideoClassifierBase):
         # === Functional model ===
         clip = _clip_input(features, frames)
         x = _per_frame(features, reduce, clip, frames)
+        if motion is not None:
+            x = _apply_motion(motion, x, clip, frames)
         for layer in temporal:
             x = layer(x)
         x = pool(x)
@@ -473,18 +517,21 @@ class StreamingClassifier(_VideoClassifierBase):
         self.dilations = tuple(int(d) for d in dilations)
         self.spatial_kernel = int(spatial_kernel)
         self.dropout = float(dropout)
+        self.motion_channels = int(motion_channels)
 
     @property
     def receptive_field(self) -> int:
-        """Frames that influence one output: ``1 + (kernel_size - 1) * sum(dilations)``."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+        """Frames that influence one output: ``1 + (kernel_size - 1) * sum(dilations)``, plus
+        one with the motion branch."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations) + (1 if self.motion_channels else 0)
 
     def state_specs(self) -> dict[str, tuple[int, ...]]:
         """Name -> shape (without batch) of every state tensor of :meth:`step_model`."""
         h, w = (int(v) for v in self.features.outputs[0].shape[1:3])
-        out = {}
-        for i, d in enumerate(self.dilations):
-            out[f"state_{i}"] = ((self.kernel_size - 1) * d, h, w, self.width)
+        out = {f"state_{i}": ((self.kernel_size - 1) * d, h, w, self.width)
+               for i, d in enumerate(self.dilations)}
+        if self.motion_channels:
+            out["state_motion"] = (1, *self.frame_shape)
         return out
 
     def initial_state(self, batch: int = 1) -> dict[str, np.ndarray]:
@@ -501,20 +548,29 @@ class StreamingClassifier(_VideoClassifierBase):
         states = {k: keras.Input(s, batch_size=batch_size, name=k) for k, s in self.state_specs().items()}
         x = self.get_layer("reduce")(self.features(frame))
         new_states = {}
+        if self.motion_channels:
+            conv = self.get_layer("motion_conv")
+            m, new_states["state_motion"] = StreamingStep(conv, name="motion_conv_step")(
+                [self.get_layer("motion_scale")(frame), states["state_motion"]])
+            m = self.get_layer("motion_pool")(m)
+            x = self.get_layer("motion_fuse")(self.get_layer("motion_concat")([x, m]))
         for i in range(len(self.dilations)):
             conv = self.get_layer(f"causal_conv_{i}")
             x, new_states[f"state_{i}"] = StreamingStep(conv, name=f"{conv.name}_step")(
                 [x, states[f"state_{i}"]])
         x = self.get_layer("spatial_mean")(x)
         probs = self.get_layer(OUTPUT)(self.get_layer("classifier")(x))
-        return keras.Model({"frame": frame, **states}, {OUTPUT: probs, **new_states},
-                           name=f"{self.name}_step")
+        # Inputs in sorted-name order: Keras flattens dicts by sorted keys, and the TFLite
+        # converter feeds them back as a list in that order.
+        inputs = dict(sorted({"frame": frame, **states}.items()))
+        return keras.Model(inputs, {OUTPUT: probs, **new_states}, name=f"{self.name}_step")
 
     def get_config(self):
         config = self._config()
         config.update(num_classes=self.num_classes, frames=self.frames, width=self.width,
                       kernel_size=self.kernel_size, dilations=self.dilations,
-                      spatial_kernel=self.spatial_kernel, dropout=self.dropout)
+                      spatial_kernel=self.spatial_kernel, dropout=self.dropout,
+                      motion_channels=self.motion_channels)
         return config
 
 

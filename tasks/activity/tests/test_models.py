@@ -41,7 +41,7 @@ def streaming(backbone):
     keras.utils.set_random_seed(1)
     # frames=None: the same model takes clips of any length (used for the prefix checks).
     return StreamingClassifier(frame_feature_model(backbone), K, frames=None, width=16,
-                               kernel_size=3, dilations=(1, 2))
+                               kernel_size=3, dilations=(1, 2), motion_channels=4)
 
 
 def _probs(model, x):
@@ -52,8 +52,9 @@ def test_streaming_model_outputs_probabilities_of_the_last_frame(streaming, clip
     probs = _probs(streaming, clips)
     assert probs.shape == (2, K) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    assert streaming.receptive_field == 1 + 2 * (1 + 2)
-    assert streaming.state_specs() == {"state_0": (2, 4, 4, 16), "state_1": (4, 4, 4, 16)}
+    assert streaming.receptive_field == 1 + 2 * (1 + 2) + 1   # + the motion branch's frame
+    assert streaming.state_specs() == {"state_0": (2, 4, 4, 16), "state_1": (4, 4, 4, 16),
+                                       "state_motion": (1, SIZE, SIZE, 3)}
 
 
 def test_streaming_model_is_causal(streaming, clips):
@@ -65,11 +66,13 @@ def test_streaming_model_is_causal(streaming, clips):
     np.testing.assert_array_equal(_probs(streaming, changed_future[:, :t + 1]), base)
     assert not np.allclose(_probs(streaming, changed_future), _probs(streaming, clips))
     # Frames older than the receptive field do not matter either.
-    old = clips.copy()
-    old[:, 0] = 0.0
     rf = streaming.receptive_field
-    np.testing.assert_allclose(_probs(streaming, old[:, :rf + 1]),
-                               _probs(streaming, clips[:, :rf + 1]), atol=1e-6)
+    long = np.concatenate([clips, clips[:, ::-1]], axis=1)[:, :rf + 1]
+    old = long.copy()
+    old[:, 0] = 0.0
+    np.testing.assert_allclose(_probs(streaming, old), _probs(streaming, long), atol=1e-6)
+    old[:, 1] = 0.0   # frame 1 is inside the receptive field of the last frame
+    assert not np.allclose(_probs(streaming, old), _probs(streaming, long), atol=1e-6)
 
 
 def test_frame_by_frame_equals_clip_model_at_every_frame(streaming, clips):
@@ -98,8 +101,8 @@ def test_step_tflite_has_named_state_and_matches_keras(streaming, clips, tmp_pat
     from ai_edge_litert.interpreter import Interpreter
 
     signature = Interpreter(model_path=str(path)).get_signature_list()["serving_default"]
-    assert signature["inputs"] == ["frame", "state_0", "state_1"]
-    assert signature["outputs"] == ["probabilities", "state_0", "state_1"]
+    assert sorted(signature["inputs"]) == ["frame", "state_0", "state_1", "state_motion"]
+    assert sorted(signature["outputs"]) == ["probabilities", "state_0", "state_1", "state_motion"]
     lite = Streamer.from_tflite(path)
     assert lite.state_specs == streaming.state_specs()
     keras_stream = Streamer.from_keras(streaming)
@@ -107,7 +110,8 @@ def test_step_tflite_has_named_state_and_matches_keras(streaming, clips, tmp_pat
         got = lite(clips[1, t])["probabilities"]
         want = keras_stream(clips[1, t])["probabilities"]
         np.testing.assert_allclose(got, want, atol=1e-5)
-        np.testing.assert_allclose(lite.state["state_1"], keras_stream.state["state_1"], atol=1e-4)
+        for name in ("state_motion", "state_1"):
+            np.testing.assert_allclose(lite.state[name], keras_stream.state[name], atol=1e-4)
     np.testing.assert_allclose(got, _probs(streaming, clips[1:2])[0], atol=1e-5)
 
 
@@ -124,7 +128,8 @@ def test_streamer_rejects_bad_frames(streaming, tmp_path):
 @pytest.mark.parametrize("kind", ["clip", "streaming"])
 def test_models_save_and_load_in_safe_mode(backbone, clips, kind, tmp_path):
     keras.utils.set_random_seed(3)
-    model = build_video_classifier(kind, backbone, K, frames=T, width=16, dropout=0.1)
+    model = build_video_classifier(kind, backbone, K, frames=T, width=16, dropout=0.1,
+                                   motion_channels=4)
     path = tmp_path / f"{kind}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -178,6 +183,8 @@ def test_bad_arguments_are_one_line_errors(backbone):
         build_video_classifier("x", backbone, 3)
     with pytest.raises(UsageError, match="dilations"):
         StreamingClassifier(feats, 3, dilations=())
+    with pytest.raises(UsageError, match="motion_channels=-1"):
+        ClipClassifier(feats, 3, motion_channels=-1)
     with pytest.raises(UsageError, match="causal=False"):
         TemporalConv(4, causal=False).step(np.zeros((1, 2, 2, 4), "float32"),
                                            np.zeros((1, 2, 2, 2, 4), "float32"))
