@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
+import visionsuite.backbones.layers  # noqa: F401  (registers the backbones' layers for loading)
 from visionsuite.errors import ModelError, UsageError
 from visionsuite.files import write_bytes_atomic
 
