@@ -104,6 +104,21 @@ class SpatialMean(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class SpatialMax(keras.layers.Layer):
+    """Max over the two spatial axes before the channels: ``(..., h, w, C)`` -> ``(..., C)``
+    (keeps the response of a small moving object that a mean would dilute)."""
+
+    def call(self, x):
+        return ops.max(x, axis=(-3, -2))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-3], input_shape[-1])
+
+
+SPATIAL_POOLS = {"mean": SpatialMean, "max": SpatialMax}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class LastFrame(keras.layers.Layer):
     """``(B, T, ...)`` -> ``(B, ...)``: the last time step."""
 
@@ -339,7 +354,7 @@ def _per_frame(features, reduce, clip, frames):
     return UnfoldTime(frames, name="unfold_time")([x, clip])
 
 
-def _motion_layers(features, motion_channels, width):
+def _motion_layers(features, motion_channels, width, spatial_pool="mean"):
     """Layers of the motion branch (see :class:`StreamingClassifier`), or ``None``."""
     if int(motion_channels) < 0:
         raise UsageError(f"motion_channels must be >= 0. Received: motion_channels={motion_channels!r}")
@@ -350,19 +365,34 @@ def _motion_layers(features, motion_channels, width):
     if -(-int(height) // stride) != h or -(-int(wide) // stride) != w:
         raise UsageError(f"motion_channels needs a feature level whose stride divides the "
                          f"frame. Received: frame {height}x{wide}, level {h}x{w}")
+    # Stride-2 convolutions down to the feature level (the motion stream's own small CNN on
+    # the two-frame responses), then a pool for any remaining non-power-of-2 factor.
+    steps = max(0, int(np.floor(np.log2(stride))))
+    rest = stride // (2 ** steps)
+    down = [keras.layers.Conv2D(2 * int(motion_channels), 3, strides=2, padding="same",
+                                activation="relu", name=f"motion_down_{i}") for i in range(steps)]
+    pool_cls = keras.layers.MaxPooling2D if spatial_pool == "max" else keras.layers.AveragePooling2D
     return dict(
         scale=keras.layers.Rescaling(1.0 / 255.0, name="motion_scale"),
         conv=TemporalConv(int(motion_channels), kernel_size=2, spatial_kernel=3, causal=True,
                           residual=False, name="motion_conv"),
-        pool=keras.layers.AveragePooling2D(stride, stride, padding="same", name="motion_pool"),
+        down=down,
+        pool=pool_cls(rest, rest, padding="same", name="motion_pool") if rest > 1 else None,
         concat=keras.layers.Concatenate(name="motion_concat"),
         fuse=keras.layers.Conv2D(int(width), 1, activation="relu", name="motion_fuse"))
 
 
+def _motion_per_frame(motion, m):
+    """The per-frame part of the motion branch (after the two-frame convolution)."""
+    for layer in motion["down"]:
+        m = layer(m)
+    return motion["pool"](m) if motion["pool"] is not None else m
+
+
 def _apply_motion(motion, x, clip, frames):
-    """Clip path of the motion branch: fuse pooled two-frame convolutions into ``x``."""
+    """Clip path of the motion branch: fuse the motion stream into ``x``."""
     m = motion["conv"](motion["scale"](clip))
-    m = motion["pool"](FoldTime(name="fold_motion")(m))
+    m = _motion_per_frame(motion, FoldTime(name="fold_motion")(m))
     m = UnfoldTime(frames, name="unfold_motion")([m, clip])
     x = motion["concat"]([x, m])
     return UnfoldTime(frames, name="unfold_fused")([motion["fuse"](FoldTime(name="fold_fused")(x)), clip])
@@ -471,8 +501,10 @@ class StreamingClassifier(_VideoClassifierBase):
         dropout: dropout before the classifier (training only).
         motion_channels: 0, or the channels of a motion branch: a causal two-frame
             convolution on the pixels (it can learn frame differences, as in TSN's RGB-diff
-            input), average-pooled to the feature level and fused with the backbone features
-            by a 1x1 conv. Its state is the previous frame (``state_motion``).
+            input), a small stride-2 CNN down to the feature level, fused with the backbone
+            features by a 1x1 conv. Its state is the previous frame (``state_motion``).
+        spatial_pool: ``"mean"`` or ``"max"``: how the temporal features (and the motion
+            branch) are pooled over space; max keeps a small moving object's response.
 
     Example:
         >>> model = StreamingClassifier(frame_feature_model(bb), num_classes=6, frames=8)
@@ -482,17 +514,21 @@ class StreamingClassifier(_VideoClassifierBase):
     """
 
     def __init__(self, features, num_classes, frames=None, width=64, kernel_size=3,
-                 dilations=(1, 2), spatial_kernel=3, dropout=0.0, motion_channels=0, **kwargs):
+                 dilations=(1, 2), spatial_kernel=3, dropout=0.0, motion_channels=0,
+                 spatial_pool="mean", **kwargs):
         _check_common(features, num_classes, frames, width, dropout)
         if not dilations:
             raise UsageError(f"dilations needs at least one causal layer. Received: dilations={dilations!r}")
+        if spatial_pool not in SPATIAL_POOLS:
+            raise UsageError(f"spatial_pool must be one of {sorted(SPATIAL_POOLS)}. "
+                             f"Received: spatial_pool={spatial_pool!r}")
         # === Layers ===
         reduce = keras.layers.Conv2D(int(width), 1, activation="relu", name="reduce")
-        motion = _motion_layers(features, motion_channels, width)
+        motion = _motion_layers(features, motion_channels, width, spatial_pool)
         temporal = [TemporalConv(int(width), kernel_size, d, spatial_kernel=spatial_kernel,
                                  causal=True, name=f"causal_conv_{i}")
                     for i, d in enumerate(dilations)]
-        pool = SpatialMean(name="spatial_mean")
+        pool = SPATIAL_POOLS[spatial_pool](name="spatial_pool")
         drop = keras.layers.Dropout(float(dropout), name="dropout") if dropout else None
         classifier = keras.layers.Dense(int(num_classes), name="classifier")
         softmax = keras.layers.Activation("softmax", dtype="float32", name=OUTPUT)
@@ -519,6 +555,7 @@ class StreamingClassifier(_VideoClassifierBase):
         self.spatial_kernel = int(spatial_kernel)
         self.dropout = float(dropout)
         self.motion_channels = int(motion_channels)
+        self.spatial_pool = spatial_pool
 
     @property
     def receptive_field(self) -> int:
@@ -553,13 +590,17 @@ class StreamingClassifier(_VideoClassifierBase):
             conv = self.get_layer("motion_conv")
             m, new_states["state_motion"] = StreamingStep(conv, name="motion_conv_step")(
                 [self.get_layer("motion_scale")(frame), states["state_motion"]])
-            m = self.get_layer("motion_pool")(m)
+            for layer in self.layers:
+                if layer.name.startswith("motion_down_"):
+                    m = layer(m)
+            if any(layer.name == "motion_pool" for layer in self.layers):
+                m = self.get_layer("motion_pool")(m)
             x = self.get_layer("motion_fuse")(self.get_layer("motion_concat")([x, m]))
         for i in range(len(self.dilations)):
             conv = self.get_layer(f"causal_conv_{i}")
             x, new_states[f"state_{i}"] = StreamingStep(conv, name=f"{conv.name}_step")(
                 [x, states[f"state_{i}"]])
-        x = self.get_layer("spatial_mean")(x)
+        x = self.get_layer("spatial_pool")(x)
         probs = self.get_layer(OUTPUT)(self.get_layer("classifier")(x))
         # Inputs in sorted-name order: Keras flattens dicts by sorted keys, and the TFLite
         # converter feeds them back as a list in that order.
@@ -571,7 +612,7 @@ class StreamingClassifier(_VideoClassifierBase):
         config.update(num_classes=self.num_classes, frames=self.frames, width=self.width,
                       kernel_size=self.kernel_size, dilations=self.dilations,
                       spatial_kernel=self.spatial_kernel, dropout=self.dropout,
-                      motion_channels=self.motion_channels)
+                      motion_channels=self.motion_channels, spatial_pool=self.spatial_pool)
         return config
 
 
