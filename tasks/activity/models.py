@@ -190,6 +190,8 @@ class TemporalConv(keras.layers.Layer):
         causal: only past frames (left padding) and a streaming step.
         activation: activation after the convolution.
         residual: add the input (needs ``filters`` equal to the input channels).
+        difference_init: (``kernel_size=2`` only) initialise the kernel of the previous frame
+            as minus the current frame's, so the layer starts as a filtered frame difference.
 
     Example:
         >>> conv = TemporalConv(32, kernel_size=3, dilation=2)
@@ -198,7 +200,7 @@ class TemporalConv(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, dilation=1, spatial_kernel=3, causal=True,
-                 activation="relu", residual=True, **kwargs):
+                 activation="relu", residual=True, difference_init=False, **kwargs):
         super().__init__(**kwargs)
         if int(kernel_size) < 1 or int(dilation) < 1 or int(filters) < 1:
             raise UsageError(f"TemporalConv: filters, kernel_size and dilation must be >= 1. "
@@ -211,6 +213,10 @@ class TemporalConv(keras.layers.Layer):
         self.causal = bool(causal)
         self.activation = activation
         self.residual = bool(residual)
+        self.difference_init = bool(difference_init)
+        if self.difference_init and self.kernel_size != 2:
+            raise UsageError(f"TemporalConv: difference_init needs kernel_size=2. "
+                             f"Received: kernel_size={kernel_size!r}")
         self.conv = keras.layers.Conv2D(self.filters, self.spatial_kernel, padding="same",
                                         activation=activation, name="conv")
 
@@ -226,6 +232,10 @@ class TemporalConv(keras.layers.Layer):
             raise UsageError(f"TemporalConv: residual needs filters == input channels. "
                              f"Received: filters={self.filters}, channels={channels}")
         self.conv.build((None, int(shape[-3]), int(shape[-2]), channels * self.kernel_size))
+        if self.difference_init:  # start as a filtered frame difference: W_prev = -W_now
+            kernel = keras.ops.convert_to_numpy(self.conv.kernel)
+            kernel[:, :, :channels] = -kernel[:, :, channels:]
+            self.conv.kernel.assign(kernel)
 
     def call(self, x):
         frames = ops.shape(x)[1]
@@ -266,7 +276,8 @@ class TemporalConv(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size,
                       dilation=self.dilation, spatial_kernel=self.spatial_kernel,
-                      causal=self.causal, activation=self.activation, residual=self.residual)
+                      causal=self.causal, activation=self.activation, residual=self.residual,
+                      difference_init=self.difference_init)
         return config
 
 
@@ -375,7 +386,7 @@ def _motion_layers(features, motion_channels, width, spatial_pool="mean"):
     return dict(
         scale=keras.layers.Rescaling(1.0 / 255.0, name="motion_scale"),
         conv=TemporalConv(int(motion_channels), kernel_size=2, spatial_kernel=3, causal=True,
-                          residual=False, name="motion_conv"),
+                          residual=False, difference_init=True, name="motion_conv"),
         down=down,
         pool=pool_cls(rest, rest, padding="same", name="motion_pool") if rest > 1 else None,
         concat=keras.layers.Concatenate(name="motion_concat"),
@@ -500,8 +511,8 @@ class StreamingClassifier(_VideoClassifierBase):
         spatial_kernel: spatial side of the temporal convolutions' kernels.
         dropout: dropout before the classifier (training only).
         motion_channels: 0, or the channels of a motion branch: a causal two-frame
-            convolution on the pixels (it can learn frame differences, as in TSN's RGB-diff
-            input), a small stride-2 CNN down to the feature level, fused with the backbone
+            convolution on the pixels, initialised as a filtered frame difference (TSN's RGB-diff
+            idea) and trained further, a small stride-2 CNN down to the feature level, fused with the backbone
             features by a 1x1 conv. Its state is the previous frame (``state_motion``).
         spatial_pool: ``"mean"`` or ``"max"``: how the temporal features (and the motion
             branch) are pooled over space; max keeps a small moving object's response.

@@ -229,3 +229,16 @@ def test_streaming_model_loss_falls_on_tiny_motion_clips(backbone):
     before = before[0] if isinstance(before, list) else before
     after = after[0] if isinstance(after, list) else after
     assert after < 0.5 * before, (before, after)
+
+
+def test_difference_init_starts_as_a_frame_difference():
+    conv = TemporalConv(4, kernel_size=2, spatial_kernel=3, residual=False, difference_init=True)
+    still = np.repeat(np.random.default_rng(8).uniform(0, 1, (1, 1, 8, 8, 3)), 5, axis=1)
+    out = keras.ops.convert_to_numpy(conv(still.astype(np.float32)))
+    assert np.abs(out[:, 0]).max() > 0          # frame 0 against the zero padding
+    np.testing.assert_allclose(out[:, 1:], 0.0, atol=1e-6)   # nothing moves: no response
+    moving = still.copy()
+    moving[:, 3] = np.roll(moving[:, 3], 2, axis=2)
+    assert np.abs(keras.ops.convert_to_numpy(conv(moving.astype(np.float32)))[:, 3]).max() > 0.01
+    with pytest.raises(UsageError, match="difference_init needs kernel_size=2"):
+        TemporalConv(4, kernel_size=3, difference_init=True)
