@@ -72,7 +72,7 @@ def train(kind, data, args, out):
                               **json.loads(args.backbone_arch))
     head = dict(width=args.width, dropout=0.2, motion_channels=args.motion)
     if kind == "streaming":
-        head.update(dilations=(1, 2))
+        head.update(dilations=(1, 2), spatial_pool=args.spatial_pool)
     model = build_video_classifier(kind, backbone, len(train_ds.classes), frames=args.frames,
                                    level=args.level, **head)
     steps = args.epochs * -(-len(train_ds) // args.batch_size)
@@ -143,12 +143,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=8, help="Clip length T.")
     parser.add_argument("--backbone", default="simple_cnn")
-    parser.add_argument("--backbone-arch", default='{"widths": [16, 32, 64], "depth": 1}',
+    parser.add_argument("--backbone-arch", default='{"widths": [4, 8, 8], "depth": 1}',
                         help="JSON of the backbone's architecture keywords.")
     parser.add_argument("--level", default=None, help="Backbone level (default: the deepest).")
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--motion", type=int, default=8,
+    parser.add_argument("--motion", type=int, default=16,
                         help="Channels of the motion branch (0: none).")
+    parser.add_argument("--spatial-pool", choices=("mean", "max"), default="max")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)

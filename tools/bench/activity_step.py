@@ -16,6 +16,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
         fixed = keras.Model(clip_in, model(clip_in))    # the clip model with batch 1
         conv = tf.lite.TFLiteConverter.from_keras_model(fixed)
         path = Path(tmp) / "clip.tflite"
-        path.write_bytes(conv.convert())
+        with contextlib.redirect_stdout(io.StringIO()):   # the converter prints a summary
+            path.write_bytes(conv.convert())
         runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
         name = next(iter(runner.get_input_details()))
         window = np.stack(frames[:args.frames])[None]
