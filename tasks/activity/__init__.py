@@ -4,5 +4,9 @@ Modules: ``clips`` (datasets of videos / segments / frame folders, clip sampling
 clip-consistent augmentation), ``models`` (per-frame backbone + temporal head; causal
 streaming classifier with carried state and TFLite export), ``events`` (per-window scores to
 labelled segments), ``pose`` (MoveNet MultiPose keypoints, tracks, keypoint-sequence
-classifier).
+classifier), ``task`` (the ``activity`` task plugin).
 """
+
+from visionsuite_tasks.activity.task import ActivityConfig, ActivityTask
+
+__all__ = ["ActivityConfig", "ActivityTask"]
