@@ -54,6 +54,8 @@ from visionsuite.task import REPORT_NAME, Dataset, Prediction, Task, TaskConfig,
 
 MODES = ("clip", "streaming")
 OUTPUT = "probabilities"
+# dilations of the streaming model's causal temporal convolutions
+DILATIONS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,19 +273,19 @@ class ActivityTask(Task):
     def build_model(self, backbone, classes):
         from visionsuite_tasks.activity.models import build_video_classifier
 
-        if backbone is None:
-            raise UsageError("the activity task needs a registry backbone for its frames. "
-                             "Received: backbone=None")
         c = self.config
         head = dict(width=c.width, dropout=c.dropout, motion_channels=c.motion_channels)
         if c.mode == "streaming":
-            head.update(dilations=(1, 2), spatial_pool=c.spatial_pool)
-        model = build_video_classifier(c.mode, backbone, len(classes), frames=c.frames, **head)
-        rf = getattr(model, "receptive_field", 0)
-        if rf > c.frames:
-            raise UsageError(f"the streaming model sees {rf} frames; frames must be at least "
-                             f"that. Received: frames={c.frames}")
-        return model
+            head.update(dilations=DILATIONS, spatial_pool=c.spatial_pool)
+            # kernel 3: 1 + 2 * sum(dilations) frames, one more with the motion branch
+            rf = 1 + 2 * sum(DILATIONS) + (1 if c.motion_channels else 0)
+            if rf > c.frames:  # windows shorter than that would differ from the step model
+                raise UsageError(f"the streaming model sees {rf} frames; frames must be at "
+                                 f"least that. Received: frames={c.frames}")
+        if backbone is None:
+            raise UsageError("the activity task needs a registry backbone for its frames. "
+                             "Received: backbone=None")
+        return build_video_classifier(c.mode, backbone, len(classes), frames=c.frames, **head)
 
     def loss(self, classes, dataset=None):
         return "sparse_categorical_crossentropy"
