@@ -306,7 +306,7 @@ class ActivityTask(Task):
         if not len(dataset):
             raise DataError("the evaluation dataset is empty. Received: 0 samples")
         ds = self.make_tf_dataset(dataset, batch_size=batch_size, training=False)
-        raw = model.predict(ds.map(lambda x, y: x), verbose=0)
+        raw = model.predict(ds.map(_features), verbose=0)
         probs = np.asarray(raw[OUTPUT] if isinstance(raw, dict) else raw)
         targets = np.array([s.target for s in dataset.samples])
         report = cls_metrics.classification_report(targets, probs, dataset.classes)
@@ -386,6 +386,10 @@ class ActivityTask(Task):
             return Streamer.from_tflite(model)
         raise UsageError(f"a streamer needs a StreamingClassifier or a step .tflite path. "
                          f"Received: {type(model).__name__}")
+
+
+def _features(x, y):
+    return x
 
 
 def _lazy_events_sink_base():

