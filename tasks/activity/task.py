@@ -41,6 +41,7 @@ right" when classes depend on direction.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,8 @@ from visionsuite.files import write_json_atomic
 from visionsuite.specs import InputSpec, OutputSpec
 from visionsuite.streams.sinks import Sink
 from visionsuite.task import REPORT_NAME, Dataset, Prediction, Task, TaskConfig, TaskOption
+
+log = logging.getLogger(__name__)
 
 MODES = ("clip", "streaming")
 OUTPUT = "probabilities"
@@ -169,6 +172,10 @@ def _state_class():
             return prediction
 
         def close(self):
+            if 0 < self._count < self.spec.frames:  # e.g. `predict` on single images
+                log.warning("%s: input ended after %d frame(s), fewer than one clip of %d: "
+                            "no prediction (give a video, or a folder of its frames)",
+                            self.source, self._count, self.spec.frames)
             self.detector.reset()
 
     return ActivityState

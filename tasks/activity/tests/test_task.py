@@ -81,6 +81,16 @@ def test_state_restarts_at_end_of_input_and_windows_never_cross_sources(task, mo
     assert len(first) == 2
 
 
+def test_input_shorter_than_a_clip_says_so_in_one_line(task, frames, caplog):
+    state = task.new_state("photo.png", task.input_spec(), CLASSES)
+    assert not list(state.push(frames[0], {"frame": 0}))
+    with caplog.at_level("WARNING"):
+        state.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"photo.png: input ended after 1 frame(s), fewer than one clip of {FRAMES}: no "
+        f"prediction (give a video, or a folder of its frames)"]
+
+
 def test_stride_and_events_in_records(model, frames):
     task = ActivityTask(ActivityConfig(image_size=SIZE, frames=FRAMES, width=8, motion_channels=4,
                                        stride=3, event_on=0.0, event_off=0.0,
