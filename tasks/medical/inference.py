@@ -82,7 +82,7 @@ def _starts(length: int, window: int, step: int) -> list[int]:
 
 def gaussian_importance(window: Sequence[int], sigma_scale: float = 0.125,
                         min_weight: float = 1e-3) -> np.ndarray:
-    """The ``(d, h, w)`` float32 importance map: a separable Gaussian, max 1, floor ``min_weight``."""
+    """The ``(d, h, w)`` float32 importance map: separable Gaussian, max 1, floor ``min_weight``."""
     axes = []
     for n in window:
         x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
@@ -348,3 +348,26 @@ def sliding_window_inference(volume: np.ndarray, predict: Callable[[np.ndarray],
     if batch:
         flush()
     return stitcher.result()
+
+
+def largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
+    """Keep, for each foreground class, only its largest connected component (26-connected).
+
+    Args:
+        labels: integer labels ``(D, H, W)`` (0 = background).
+        classes: which classes to clean (default: every non-zero class present).
+    Returns:
+        a copy in which removed voxels are background.
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    out = labels.copy()
+    structure = np.ones((3,) * labels.ndim, bool)
+    for c in (classes if classes is not None else [int(v) for v in np.unique(labels) if v]):
+        comp, n = ndimage.label(labels == c, structure=structure)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
+            out[(comp != int(np.argmax(sizes))) & (comp > 0)] = 0
+    return out

@@ -78,7 +78,7 @@ def surface(mask: np.ndarray) -> np.ndarray:
 
 def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Directed surface distances in mm: (pred→ref, ref→pred). Empty arrays if a mask is empty."""
+    """Directed surface distances in mm: (pred→ref, ref→pred); empty if a mask is empty."""
     from scipy import ndimage
 
     pred, ref = _check(pred, ref)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 
-def write_dicom_slice(path: str | Path, pixels: np.ndarray, position, orientation=(1, 0, 0, 0, 1, 0),
-                      spacing=(0.8, 0.7), *, instance: int = 1, series_uid: str = "1.2.3.4.5",
-                      slope: float = 1.0, intercept: float = -1024.0, patient: str = "P001",
+def write_dicom_slice(path: str | Path, pixels: np.ndarray, position,
+                      orientation=(1, 0, 0, 0, 1, 0), spacing=(0.8, 0.7), *, instance: int = 1,
+                      series_uid: str = "1.2.3.4.5", slope: float = 1.0,
+                      intercept: float = -1024.0, patient: str = "P001",
                       modality: str = "CT") -> Path:
     """Write one CT image (explicit VR little endian, uint16 pixels ``(rows, cols)``).
 

@@ -11,6 +11,7 @@ from visionsuite.errors import DataError, UsageError
 from visionsuite_tasks.medical.inference import (
     SlidingWindow,
     gaussian_importance,
+    largest_component,
     peak_memory_bytes,
     sliding_window_inference,
 )
@@ -146,3 +147,14 @@ def test_memory_for_a_256_cubed_volume_stays_bounded():
           f"{estimate / 2**20:.1f} MiB, one float32 CxDxHxW buffer {full / 2**20:.0f} MiB")
     assert peak <= estimate * 1.1
     assert estimate < full / 3
+
+
+def test_largest_component_keeps_one_blob_per_class():
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:8, 2:8, 2:8] = 1  # 216 voxels
+    labels[12:14, 12:14, 12:14] = 1  # 8 voxels, separate
+    labels[15:18, 2:5, 2:5] = 2
+    labels[8, 8, 8] = 1  # touches the big blob diagonally: 26-connected, kept
+    out = largest_component(labels)
+    assert out[13, 13, 13] == 0 and out[8, 8, 8] == 1 and out[3, 3, 3] == 1
+    assert (out == 2).sum() == 27 and (out == 1).sum() == 217

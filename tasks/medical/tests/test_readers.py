@@ -18,7 +18,7 @@ from visionsuite_tasks.medical.volume import LPS_TO_RAS, Volume, check_label_mat
 
 
 def _lps_world(ds, row, col):
-    """World LPS position of pixel (row, col) of a classic DICOM slice, by the standard's formula."""
+    """World LPS position of pixel (row, col) of a classic DICOM slice (the standard's formula)."""
     ipp = np.array(ds.ImagePositionPatient, float)
     iop = np.array(ds.ImageOrientationPatient, float)
     dr, dc = (float(v) for v in ds.PixelSpacing)
@@ -247,7 +247,8 @@ def test_nifti_read_write_read_is_exact(name, tmp_path, nibabel_data):
 
 
 def test_dicom_to_nifti_keeps_world_coordinates_of_corners(make_series, tmp_path):
-    folder, _ = make_series(5, orientation=(0.8, 0.6, 0.0, 0.0, 0.0, -1.0), origin=(-97.3, 51.4, 123.45))
+    folder, _ = make_series(5, orientation=(0.8, 0.6, 0.0, 0.0, 0.0, -1.0),
+                            origin=(-97.3, 51.4, 123.45))
     vol = readers.read_dicom(folder)
     for nifti2, atol in ((False, 1e-4), (True, 0.0)):
         out = readers.write_nifti(vol, tmp_path / f"v{int(nifti2)}.nii.gz", nifti2=nifti2)
@@ -274,7 +275,8 @@ def test_broken_or_geometry_free_nifti_is_refused(tmp_path, nibabel_data):
     nib.save(img, tmp_path / "nogeo.nii")
     with pytest.raises(DataError, match="neither an sform nor a qform"):
         readers.read_nifti(tmp_path / "nogeo.nii")
-    assert readers.read_nifti(tmp_path / "nogeo.nii", allow_missing_geometry=True).shape == (4, 4, 4)
+    allowed = readers.read_nifti(tmp_path / "nogeo.nii", allow_missing_geometry=True)
+    assert allowed.shape == (4, 4, 4)
 
 
 def test_writer_refuses_bad_paths_and_values_without_leaving_files(tmp_path):
@@ -298,7 +300,8 @@ def test_png_slice_with_mask(tmp_path, pydicom_data):
     np.testing.assert_array_equal(image.array[:, :, 0], img.T)
     assert label.array[4, 7, 0] == 2 and label.array[8, 7, 0] == 0  # i = x, j = y
     cv2.imwrite(str(tmp_path / "small.png"), mask[:10])
-    with pytest.raises(DataError, match=r"mask .* is 30x10 pixels \(width x height\), its image .* is 30x20"):
+    with pytest.raises(DataError,
+                       match=r"mask .* is 30x10 pixels \(width x height\), its image .* is 30x20"):
         readers.read_slice_pair(tmp_path / "img.png", tmp_path / "small.png")
     colour = np.dstack([mask, mask * 0, mask])
     cv2.imwrite(str(tmp_path / "colour.png"), colour)
