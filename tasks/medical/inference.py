@@ -371,3 +371,31 @@ def largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) 
             sizes[0] = 0
             out[(comp != int(np.argmax(sizes))) & (comp > 0)] = 0
     return out
+
+
+def predict_volume(volume, predict: Callable[[np.ndarray], np.ndarray], window: SlidingWindow,
+                   num_classes: int, *, spacing: Sequence[float] | None = None,
+                   canonical: bool = True, normalise: Callable[[np.ndarray], np.ndarray] | None
+                   = None, batch_size: int = 1, accumulate="float32"):
+    """Labels for a whole :class:`~visionsuite_tasks.medical.volume.Volume`, on its own grid.
+
+    The volume is brought to the grid the model was trained on (RAS when ``canonical``, then
+    ``spacing`` mm when given; image interpolation linear), normalised (``normalise(array)``),
+    run by sliding window, and the labels are mapped back (nearest) onto the input's exact
+    shape and affine.
+
+    Returns:
+        a uint8 (uint16 for > 255 classes) label Volume with the input's shape and affine.
+    """
+    from visionsuite_tasks.medical import preprocess
+
+    work = preprocess.to_canonical(volume) if canonical else volume
+    if spacing is not None:
+        work = preprocess.resample_to_spacing(work, spacing, order=1)
+    array = work.to_dhwc()
+    if normalise is not None:
+        array = np.asarray(normalise(array), np.float32)
+    labels = sliding_window_inference(array, predict, window, num_classes,
+                                      batch_size=batch_size, accumulate=accumulate)
+    on_grid = work.with_array(labels)
+    return preprocess.resample_like(on_grid, volume, order=0)

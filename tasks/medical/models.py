@@ -104,9 +104,13 @@ def _residual_block(x, width, stride, norm, name):
     return layers.LeakyReLU(0.01, name=f"{name}_out")(y)
 
 
-def build_encoder3d(input_shape=(None, None, None, 1), *, widths=(16, 32, 64, 128),
-                    strides=None, blocks=(1, 2, 2, 2), norm="instance"):
-    """The residual encoder alone: a model with outputs ``{"L0": ..., "L1": ...}``."""
+def build_encoder3d(input_shape=(None, None, None, 1), weights=None, *,
+                    widths=(16, 32, 64, 128), strides=None, blocks=(1, 2, 2, 2),
+                    norm="instance"):
+    """The residual encoder alone: a model with outputs ``{"L0": ..., "L1": ...}``.
+
+    Same signature shape as a registry backbone's ``build(input_shape, weights, **arch)``;
+    ``weights`` is None or a ``.weights.h5`` file."""
     widths, strides, blocks = _check(widths, strides, blocks, norm)
     inputs = keras.Input(tuple(input_shape), name="image")
     x = layers.Conv3D(widths[0], 3, padding="same", use_bias=norm == "none",
@@ -118,7 +122,10 @@ def build_encoder3d(input_shape=(None, None, None, 1), *, widths=(16, 32, 64, 12
         for b in range(n):
             x = _residual_block(x, w, s if b == 0 else (1, 1, 1), norm, f"enc{i}_block{b}")
         features[f"L{i}"] = x
-    return keras.Model(inputs, features, name="resunet3d_encoder")
+    model = keras.Model(inputs, features, name="resunet3d_encoder")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 def build_unet3d(input_shape=(None, None, None, 1), num_classes: int = 2, *,
@@ -147,8 +154,8 @@ def build_unet3d(input_shape=(None, None, None, 1), num_classes: int = 2, *,
     if int(num_classes) < 2:
         raise UsageError(f"unet3d: num_classes counts the background too (>= 2). "
                          f"Received: num_classes={num_classes}")
-    encoder = build_encoder3d(input_shape, widths=widths, strides=strides, blocks=blocks,
-                              norm=norm)
+    encoder = build_encoder3d(input_shape, None, widths=widths, strides=strides,
+                              blocks=blocks, norm=norm)
     levels = unet3d_levels(widths, strides)
     widths_t, strides_t, _ = _check(widths, strides, blocks, norm)
     feats = encoder.output

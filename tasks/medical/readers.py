@@ -313,6 +313,8 @@ def _read_series_folder(folder: Path, series_uid: str | None) -> Volume:
         info = series[0]
     headers = [_dcmread(p, defer_size="1 KB") for p in info.files]
     multi = [p for p, ds in zip(info.files, headers) if int(ds.get("NumberOfFrames", 1) or 1) > 1]
+    if multi and len(info.files) == 1:  # a folder holding one multi-frame file
+        return read_dicom(multi[0])
     if multi:
         raise DataError(f"series {info.uid} in {folder} mixes multi-frame files with others; read "
                         f"the multi-frame file on its own. Received: {multi[0]}")
