@@ -41,8 +41,10 @@ def orthogonal_slices(volume: Volume, mask: Volume | None = None, *, centre=None
     lab = to_canonical(mask).array if mask is not None else None
     a = vol.array if vol.array.ndim == 3 else vol.array[..., 0]
     a = a.astype(np.float32)
-    lo, hi = window if window is not None else np.percentile(a, [0.5, 99.5])
-    grey = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+    finite = a[np.isfinite(a)]
+    lo, hi = window if window is not None else (
+        np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    grey = np.nan_to_num(np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1), nan=0.0)
     if centre is None:
         if lab is not None and lab.any():
             centre = np.round(np.argwhere(lab > 0).mean(axis=0)).astype(int)
