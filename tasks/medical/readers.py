@@ -532,17 +532,18 @@ def read_dicom_frames(path: str | Path) -> np.ndarray:
 
 # ------------------------------------------------------------------ 2D images and masks
 def read_image_2d(path: str | Path) -> Volume:
-    """A PNG/JPEG/TIFF (or a single-slice DICOM) as a one-slice volume ``(I, J, 1[, C])``.
+    """A PNG/JPEG/TIFF (or a single-frame DICOM) as a one-slice volume ``(I, J, 1[, C])``.
 
-    ``i`` runs along an image row (x), ``j`` down the columns (y). Plain images have no
-    physical geometry: the affine is the identity (one unit per pixel) and
-    ``meta["spacing_known"]`` is False. Colour images keep RGB channels.
+    ``i`` runs along an image row (x), ``j`` down the columns (y). A DICOM slice with position,
+    orientation and spacing keeps its geometry; plain images and DICOM images without it (X-ray
+    secondary captures, photos) get the identity affine (one unit per pixel) and
+    ``meta["spacing_known"] = False``. Colour images keep RGB channels.
     """
     import cv2
 
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return read_dicom(path)
+        return _dicom_as_2d(path)
     if not path.is_file():
         raise DataError(f"no such image file. Received: path={str(path)!r}")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -556,6 +557,28 @@ def read_image_2d(path: str | Path) -> Volume:
     else:
         array = np.ascontiguousarray(img.T)[:, :, None]
     return Volume(array, np.eye(4), source=str(path), meta={"spacing_known": False})
+
+
+def _dicom_as_2d(path: Path) -> Volume:
+    """A single-frame DICOM image; with its geometry when it has one, else in pixel units."""
+    ds = _dcmread(path) if path.is_file() else None
+    if ds is None or "PixelData" not in ds:
+        raise DataError(f"not an image file (PNG/JPEG/TIFF or DICOM). "
+                        f"Received: path={str(path)!r}")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise DataError(f"DICOM {path} has {ds.NumberOfFrames} frames, not one 2D image; read it "
+                        f"with read_dicom or read_dicom_frames. Received: path={str(path)!r}")
+    if all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")):
+        return read_dicom(path)
+    frame = read_dicom_frames(path)[0]
+    if frame.ndim == 2:
+        pixels = _modality_lut(ds, frame)
+        array = np.ascontiguousarray(pixels.T)[:, :, None]
+    else:
+        array = np.ascontiguousarray(frame.transpose(1, 0, 2))[:, :, None, :]
+    return Volume(array, np.eye(4), modality=str(ds.get("Modality", "")) or None,
+                  patient_id=str(ds.get("PatientID", "")) or None, source=str(path),
+                  meta={"spacing_known": False})
 
 
 def read_mask_2d(path: str | Path) -> np.ndarray:

@@ -106,6 +106,13 @@ def test_real_enhanced_frame_geometry_from_functional_groups(pydicom_data):
 def test_files_without_geometry_are_refused_not_guessed(pydicom_data, pydicom_series):
     with pytest.raises(DataError, match="colour multi-frame .*read_dicom_frames"):
         readers.read_dicom(pydicom_data("examples_ybr_color.dcm"))
+    # ... but they read as plain 2D images in pixel units when asked to
+    flat = readers.read_image_2d(pydicom_data("JPEG2000.dcm"))
+    assert flat.shape == (256, 1024, 1) and flat.meta["spacing_known"] is False
+    rgb = readers.read_image_2d(pydicom_data("SC_rgb_rle.dcm"))
+    assert rgb.array.shape == (100, 100, 1, 3)
+    with pytest.raises(DataError, match="has 30 frames"):
+        readers.read_image_2d(pydicom_data("examples_ybr_color.dcm"))
     frames = readers.read_dicom_frames(pydicom_data("examples_ybr_color.dcm"))
     assert frames.shape == (30, 240, 320, 3) and frames.dtype == np.uint8
     with pytest.raises(DataError, match="has no pixel data"):
