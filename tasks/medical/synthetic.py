@@ -88,3 +88,36 @@ def write_dicom_series(folder: str | Path, n: int = 6, *, rows: int = 12, cols: 
                           series_uid=series_uid, slope=slope, intercept=intercept,
                           patient=patient)
     return np.stack(truth, axis=-1).astype(np.float32)
+
+
+def write_sphere_cases(folder: str | Path, n_cases: int = 6, *, size: int = 32,
+                       n_patients: int | None = None, spacing=(1.5, 1.5, 2.0),
+                       seed: int = 0) -> Path:
+    """A tiny segmentation dataset in the folder convention of
+    :class:`~visionsuite_tasks.medical.cases.CaseTable`: ``images/<case>.nii.gz`` (noisy
+    MR-like intensities), ``labels/<case>.nii.gz`` (0 background, 1 a sphere), and
+    ``patients.csv`` (two cases per patient by default). Every case has its own LPS affine
+    (origin varies), so geometry handling is exercised. Returns ``folder``.
+    """
+    from visionsuite_tasks.medical.readers import write_nifti
+    from visionsuite_tasks.medical.volume import LPS_TO_RAS, Volume
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    n_patients = n_patients or max(1, (n_cases + 1) // 2)
+    grid = np.stack(np.meshgrid(*(np.arange(size),) * 3, indexing="ij"), axis=-1)
+    rows = ["case,patient"]
+    for k in range(n_cases):
+        centre = rng.uniform(0.35 * size, 0.65 * size, 3)
+        radius = rng.uniform(0.15 * size, 0.3 * size)
+        label = (np.linalg.norm(grid - centre, axis=-1) < radius).astype(np.uint8)
+        image = (100.0 + 80.0 * label + rng.normal(0.0, 25.0, label.shape)).astype(np.float32)
+        lps = np.diag(list(spacing) + [1.0])
+        lps[:3, 3] = rng.uniform(-50.0, 50.0, 3)
+        affine = LPS_TO_RAS @ lps
+        case = f"case_{k:03d}"
+        write_nifti(Volume(image, affine), folder / "images" / f"{case}.nii.gz")
+        write_nifti(Volume(label, affine), folder / "labels" / f"{case}.nii.gz")
+        rows.append(f"{case},patient_{k % n_patients:02d}")
+    (folder / "patients.csv").write_text("\n".join(rows) + "\n")
+    return folder

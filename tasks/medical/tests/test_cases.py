@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from visionsuite.errors import DataError, UsageError
@@ -121,3 +122,15 @@ def test_case_ids_strip_suffixes_and_channels():
 
     assert case_id_of(Path("a/brain_017_0000.nii.gz")) == "brain_017"
     assert case_id_of(Path("a/ct_3.dcm")) == "ct_3" and case_id_of(Path("series_9")) == "series_9"
+
+
+def test_synthetic_sphere_dataset_reads_as_a_case_table(tmp_path):
+    from visionsuite_tasks.medical.synthetic import write_sphere_cases
+
+    folder = write_sphere_cases(tmp_path / "tiny", 6, size=16)
+    table = CaseTable.read(folder)
+    assert len(table) == 6 and table.patients == ["patient_00", "patient_01", "patient_02"]
+    image, label = read_case(table[0].image, table[0].label)
+    assert image.shape == (16, 16, 16) and set(np.unique(label.array)) == {0, 1}
+    assert image.orientation == "LPS" and image.spacing == pytest.approx((1.5, 1.5, 2.0))
+    assert image.array[label.array == 1].mean() > image.array[label.array == 0].mean() + 50
