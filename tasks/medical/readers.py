@@ -149,6 +149,8 @@ def write_nifti(volume: Volume, path: str | Path, *, dtype=None, nifti2: bool = 
     array = np.asarray(volume.array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
+    elif array.dtype == np.float16:  # NIfTI has no half-precision type
+        array = array.astype(np.float32)
     elif array.dtype == np.int64:
         if array.size and (array.min() < np.iinfo(np.int32).min
                            or array.max() > np.iinfo(np.int32).max):

@@ -286,6 +286,17 @@ def test_broken_or_geometry_free_nifti_is_refused(tmp_path, nibabel_data):
     assert allowed.shape == (4, 4, 4)
 
 
+def test_writer_converts_types_nifti_lacks(tmp_path):
+    affine = np.diag([0.5, 0.5, 3.0, 1.0])
+    for array, dtype in ((np.ones((3, 3, 3), bool), np.uint8),
+                         (np.full((3, 3, 3), 0.25, np.float16), np.float32),
+                         (np.arange(27, dtype=np.int64).reshape(3, 3, 3), np.int32)):
+        out = readers.write_nifti(Volume(array, affine), tmp_path / "t.nii.gz")
+        back = readers.read_nifti(out)
+        assert back.array.dtype == dtype
+        np.testing.assert_array_equal(back.array, array.astype(dtype))
+
+
 def test_writer_refuses_bad_paths_and_values_without_leaving_files(tmp_path):
     vol = Volume(np.array([[[2**40]]], np.int64), np.eye(4))
     with pytest.raises(DataError, match="int64 values do not fit"):
