@@ -96,3 +96,17 @@ def test_brain_extraction_on_the_real_mni152_template(keras_model, tmp_path):
     assert res2.mask.shape == other.shape
     assert res2.volume_ml == pytest.approx(result.volume_ml, rel=0.05)
     assert metrics.dice(preprocess.resample_like(res2.mask, t1).array > 0, m) > 0.9
+
+
+def test_cached_keras_model_is_built_once_and_loads_in_safe_mode(tmp_path, keras_model):
+    import keras
+
+    path = pretrained.deepbrain_model(tmp_path / "deepbrain.keras")
+    stamp = path.with_name(path.name + f".v{pretrained.CONVERSION_VERSION}")
+    assert stamp.is_file()
+    mtime = path.stat().st_mtime_ns
+    assert pretrained.deepbrain_model(path) == path and path.stat().st_mtime_ns == mtime
+    loaded = keras.models.load_model(path, safe_mode=True)
+    for name in ("conv3d", "conv3d_transpose_2", "conv3d_9"):
+        np.testing.assert_array_equal(np.asarray(loaded.get_layer(name).kernel),
+                                      np.asarray(keras_model.get_layer(name).kernel))
