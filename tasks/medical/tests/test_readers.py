@@ -253,10 +253,15 @@ def test_nifti_read_write_read_is_exact(name, tmp_path, nibabel_data):
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away
 
 
-def test_dicom_to_nifti_keeps_world_coordinates_of_corners(make_series, tmp_path):
-    folder, _ = make_series(5, orientation=(0.8, 0.6, 0.0, 0.0, 0.0, -1.0),
-                            origin=(-97.3, 51.4, 123.45))
-    vol = readers.read_dicom(folder)
+@pytest.mark.parametrize("source", ["synthetic oblique", "real CT5N"])
+def test_dicom_to_nifti_keeps_world_coordinates_of_corners(source, make_series, tmp_path,
+                                                           pydicom_series):
+    if source == "real CT5N":
+        vol = readers.read_dicom(pydicom_series("98892001/CT5N"))
+    else:
+        folder, _ = make_series(5, orientation=(0.8, 0.6, 0.0, 0.0, 0.0, -1.0),
+                                origin=(-97.3, 51.4, 123.45))
+        vol = readers.read_dicom(folder)
     for nifti2, atol in ((False, 1e-4), (True, 0.0)):
         out = readers.write_nifti(vol, tmp_path / f"v{int(nifti2)}.nii.gz", nifti2=nifti2)
         back = readers.read_nifti(out)
