@@ -239,3 +239,44 @@ def extract_brain(volume: Volume, model=None, *, threshold: float = 0.5) -> Brai
     probability = volume.with_array(back.array.astype(np.float32))
     ml = float(mask.array.sum()) * volume.voxel_volume_ml
     return BrainExtraction(mask, probability, ml, seconds)
+
+
+DEFAULT_MODEL_NAME = "deepbrain_medical"
+
+
+def default_model_metadata():
+    """The visionsuite metadata (v2) of the default medical model: task ``medical``, classes
+    ``background, brain``, a DHWC ``(128, 128, 128, 1)`` input in ``[0, 1]``, one output
+    ``probabilities`` (one sigmoid channel), and the task options it needs (the whole head
+    resampled to the input, divided by its maximum)."""
+    from visionsuite.models import ModelMetadata
+    from visionsuite.specs import InputSpec, OutputSpec
+
+    side = DEEPBRAIN_INPUT
+    return ModelMetadata(
+        task="medical", classes=DEEPBRAIN_CLASSES,
+        input_spec=InputSpec((side, side, side, 1), "DHWC", value_range=(0.0, 1.0), divisor=8),
+        outputs=(OutputSpec("probabilities", (side, side, side, 1)),),
+        task_config={"image_size": side, "channels": 1, "grid": "resize", "normalize": "max",
+                     "window": "", "threshold": 0.5, "levels": 4},
+        extra={"source": "deepbrain==0.1 models/graph.pb (MIT), ported to Keras",
+               "conversion_version": CONVERSION_VERSION})
+
+
+def default_model_path(folder: str | Path | None = None) -> Path:
+    """deepbrain as a SavedModel folder with visionsuite metadata (``run``/``predict``'s
+    default for the medical task), built once into the cache from :func:`deepbrain_model`.
+    A SavedModel, not TFLite: LiteRT has no builtin 3D max pooling."""
+    import keras
+
+    from visionsuite.assets import cache_dir
+    from visionsuite.runtime.convert import keras_to_savedmodel
+
+    folder = Path(folder) if folder is not None else cache_dir("models")
+    out = folder / f"{DEFAULT_MODEL_NAME}.v{CONVERSION_VERSION}.savedmodel"
+    if (out / "saved_model.pb").is_file():
+        return out
+    model = keras.models.load_model(deepbrain_model(), compile=False)
+    keras_to_savedmodel(model, default_model_metadata(), out)
+    keras.backend.clear_session()
+    return out
