@@ -77,12 +77,14 @@ class VolumeSource(Source):
     Args:
         spec: the path.
         source_id: position in the run's source list.
+        series_uid: the series to read from a DICOM folder holding several.
     """
 
     kind = "volumes"
 
-    def __init__(self, spec, source_id: int = 0):
+    def __init__(self, spec, source_id: int = 0, series_uid: str | None = None):
         super().__init__(str(spec), source_id)
+        self.series_uid = series_uid
         self.path = Path(str(spec).strip())
         self.items: list[Path] = []
         self._first = None
@@ -97,7 +99,8 @@ class VolumeSource(Source):
             self.items = niftis or [self.path]  # a folder without NIfTI files: a DICOM series
         else:
             self.items = [self.path]
-        self._first = read_volume(self.items[0])  # refuses bad geometry in one line
+        # refuses bad geometry (missing, mixed series) in one line, before anything runs
+        self._first = read_volume(self.items[0], series_uid=self.series_uid)
         self._check(self._first)
         self.total = len(self.items)
         return self
@@ -117,7 +120,7 @@ class VolumeSource(Source):
                 volume, self._first = self._first, None
             else:
                 try:
-                    volume = read_volume(item)
+                    volume = read_volume(item, series_uid=self.series_uid)
                     self._check(volume)
                 except DataError as exc:
                     self.counts["skipped"] += 1

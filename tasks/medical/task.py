@@ -62,6 +62,8 @@ class MedicalConfig(TaskConfig):
     threshold: float = 0.5
     # (bool) keep only the largest connected component of each class
     largest_component: bool = False
+    # (str) which DICOM series to read from a folder holding several (empty: the only one)
+    series_uid: str = ""
     # (str) folder for the predicted NIfTI label volumes (empty: none written)
     mask_dir: str = ""
     # (bool) with mask_dir, also write the orthogonal-slice overlay PNG
@@ -154,6 +156,7 @@ class MedicalTask(Task):
         TaskOption("grid", "window (sliding windows) or resize (whole volume to the input)"),
         TaskOption("threshold", "foreground probability threshold (one-channel models)"),
         TaskOption("largest_component", "keep the largest connected component per class"),
+        TaskOption("series_uid", "the DICOM series to read from a folder holding several"),
         TaskOption("mask_dir", "folder for the NIfTI label volumes"),
         TaskOption("overlay", "with --mask-dir, also write the orthogonal-slice PNG"),
     )
@@ -174,7 +177,8 @@ class MedicalTask(Task):
         and folders; ``None`` for anything else (the engine's own sources)."""
         from visionsuite_tasks.medical.stream import VolumeSource, claims
 
-        return VolumeSource(spec, source_id) if claims(spec) else None
+        return VolumeSource(spec, source_id, series_uid=self.config.series_uid or None) \
+            if claims(spec) else None
 
     def new_state(self, source, spec, classes):
         from visionsuite_tasks.medical.stream import VolumeState
