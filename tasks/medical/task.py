@@ -319,6 +319,8 @@ class MedicalTask(Task):
 
         ds = tf.data.Dataset.from_generator(generate, output_signature=(
             tf.TensorSpec(spec.shape, tf.float32), tf.TensorSpec(size, tf.int32)))
+        # a known length: the trainer's steps per epoch (and its LR schedule) follow it
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(samples) * n))
         return ds.batch(batch_size).prefetch(2)
 
     # === Model ===
