@@ -216,3 +216,31 @@ def test_bad_volume_inputs_are_one_line(default_model, pydicom_series, pydicom_d
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr and expect in lines[0].lower(), lines[0]
+
+
+@pytest.mark.slow
+def test_mni152_as_a_dicom_series_gives_the_same_mask_as_the_nifti(default_model, mni_t1,
+                                                                   tmp_path):
+    from visionsuite_tasks.medical.synthetic import write_dicom_slice
+
+    t1 = read_nifti(mni_t1)
+    a = t1.affine
+    to_lps = np.diag([-1.0, -1.0, 1.0])
+    row, col = to_lps @ a[:3, 0], to_lps @ a[:3, 1]
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(t1.shape[2]):
+        position = to_lps @ (a[:3, :3] @ [0, 0, k] + a[:3, 3])
+        pixels = np.round(np.clip(t1.array[:, :, k].T, 0, None) / 0.01)
+        write_dicom_slice(series / f"IM{k:04d}.dcm", pixels, position,
+                          tuple(row / np.linalg.norm(row)) + tuple(col / np.linalg.norm(col)),
+                          (float(np.linalg.norm(a[:3, 1])), float(np.linalg.norm(a[:3, 0]))),
+                          instance=k + 1, slope=0.01, intercept=0.0, modality="MR")
+    assert invoke("run", "medical", "--source", series, "--mask-dir", tmp_path / "d",
+                  "--no-overlay").exit_code == 0
+    assert invoke("predict", "medical", mni_t1, "--mask-dir", tmp_path / "n",
+                  "--no-overlay").exit_code == 0
+    from_dicom = read_nifti(tmp_path / "d" / "series_mask.nii.gz")
+    from_nifti = read_nifti(tmp_path / "n" / "mni_icbm152_t1_tal_nlin_sym_09a_converted_mask.nii.gz")
+    assert np.abs(from_dicom.affine - from_nifti.affine).max() < 1e-4
+    assert (from_dicom.array != from_nifti.array).mean() < 1e-4
