@@ -44,9 +44,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
         try:
             source = ImageSource(spec).open()
         except DataError as exc:
-            if Path(spec).is_file():  # one unreadable file among others: skip it
-                log.warning("skipped %s", exc)
-                skipped.append((str(spec), str(exc)))
+            if Path(spec).is_file():  # one unreadable file among others: skip it (reported
+                skipped.append((str(spec), str(exc)))  # by predict, or its error if alone)
                 continue
             raise
         paths.extend(source.paths)
@@ -80,9 +79,16 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
     for spec in inputs:
         source = task.open_source(spec, len(own))
         (own.append(source) if source is not None else rest.append(spec))
-    paths, _ = expand_inputs(rest) if rest else ([], [])  # unreadable ones are reported
+    paths, skipped = expand_inputs(rest) if rest else ([], [])  # folders report as found
+    named = [(item, reason) for item, reason in skipped if Path(item).is_file()
+             and str(item) in {str(i) for i in rest}]
     if not paths and not own:
-        raise DataError(f"no readable images in {', '.join(map(str, inputs))}")
+        if len(named) == 1 and len(skipped) == 1:  # one unreadable file: its own error
+            raise DataError(named[0][1])
+        raise DataError(f"no readable images in {', '.join(map(str, inputs))}"
+                        + (f" ({len(skipped)} unreadable)" if skipped else ""))
+    for _, reason in named:
+        log.warning("skipped %s", reason)
     extra = []
     if out_dir is not None:
         out = Path(out_dir)

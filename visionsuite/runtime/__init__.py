@@ -116,8 +116,8 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str) -> Path
     out = candidates[0] if os.access(path.parent, os.W_OK) else candidates[1]
     from visionsuite.models import load_keras_model
 
+    model = load_keras_model(path)  # first: a model that cannot load fails in one line
     log.warning("converting %s to %s (once; cached as %s)", path, target, out)
-    model = load_keras_model(path)
     meta = convert.with_extra(metadata, source_sha256=digest, source=path.name,
                               format=target, quantize=None)
     if target == "tflite":
