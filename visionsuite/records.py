@@ -80,6 +80,14 @@ def data_fingerprint(dataset) -> dict:
             "bytes": total, "classes": list(dataset.classes), "sha256": digest.hexdigest()}
 
 
+def safe_fingerprint(dataset) -> dict:
+    """:func:`data_fingerprint`, or ``{"error": ...}``: a record never fails a run."""
+    try:
+        return data_fingerprint(dataset)
+    except Exception as exc:  # noqa: BLE001 - unusual sample types of outside tasks
+        return {"samples": len(dataset.samples), "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for name in RECORD_PACKAGES:
