@@ -470,3 +470,42 @@ def mot_metrics(ground_truth: Sequence[Iterable], predictions: Sequence[Iterable
             "id_switches": switches, "mota": 1 - (fn + fp + switches) / n_gt if n_gt else 1.0,
             "matches": matched, "false_positives": fp, "misses": fn, "gt": n_gt,
             "predicted": n_pr}
+
+
+# === Per-stream glue ===
+class TrackAndCount:
+    """A tracker with optional line and zone counters: what one video stream's state owns.
+
+    Args:
+        line: counting line ``(x1, y1, x2, y2)`` or ``"x1,y1,x2,y2"`` (None: no line).
+        zone: polygon ``[(x, y), ...]`` or ``"x1,y1,x2,y2,x3,y3,..."`` (None: no zone).
+        anchor: box point used by the counters: ``center`` or ``bottom``.
+        **tracker_kwargs: :class:`ByteTracker` arguments.
+
+    Example:
+        >>> tc = TrackAndCount(line="0,300,768,300")
+        >>> dets = detections_from_outputs(outputs, meta, conf=tc.tracker.low_thresh)
+        >>> shown, ids, info = tc.step(dets, conf=0.35)   # info: counts, events, occupancy
+    """
+
+    def __init__(self, line=None, zone=None, anchor: str = "center", **tracker_kwargs):
+        self.tracker = ByteTracker(**tracker_kwargs)
+        self.line = LineCounter(line, anchor=anchor) if line is not None else None
+        self.zone = ZoneCounter(zone, anchor=anchor) if zone is not None else None
+
+    def step(self, dets, conf: float):
+        """Track one frame's detections (NMS'd with a threshold at or below the tracker's
+        ``low_thresh``); returns the detections to show -- score >= ``conf``, or continuing
+        a track -- their track ids (-1: untracked), and ``{"counts", "events",
+        "occupancy"}`` for the counters present."""
+        ids = self.tracker.update(dets.boxes, dets.scores, dets.classes)
+        keep = (dets.scores >= conf) | (ids >= 0)
+        shown, ids = dets.select(keep), ids[keep]
+        info = {}
+        if self.line is not None:
+            events = self.line.update(shown.boxes, ids)
+            info["events"] = [{"track_id": t, "direction": d} for t, d in events]
+            info["counts"] = dict(self.line.counts)
+        if self.zone is not None:
+            info["occupancy"] = self.zone.update(shown.boxes, ids)
+        return shown, ids, info
