@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--save-frame", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/default_detector_frame.png"))
     parser.add_argument("--track", action="store_true", help="also track and report ids")
+    parser.add_argument("--pad", type=int, default=114, help="letterbox grey level (0-255)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         x, lb = letterbox(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), model.input_size,
-                          pad_value=0)
+                          pad_value=args.pad)
         boxes, scores = model(x[None].astype(np.float32))
         post = time.perf_counter()
         low = tracker.low_thresh if tracker else args.conf
@@ -80,12 +81,16 @@ def main(argv=None) -> int:
         now = time.perf_counter()
         times.append(now - start)
         post_times.append(now - post)
+        ids = None
         if tracker is not None:
-            keep = dets.classes == target
-            ids = tracker.update(dets.boxes[keep], dets.scores[keep], dets.classes[keep])
+            dets = dets.select(dets.classes == target)
+            ids = tracker.update(dets.boxes, dets.scores, dets.classes)
             for tid in ids[ids >= 0]:
                 seen.setdefault(int(tid), []).append(index)
-        dets = dets.select(dets.scores >= args.conf)
+            shown = (dets.scores >= args.conf) | (ids >= 0)
+            dets, ids = dets.select(shown), ids[shown]
+        else:
+            dets = dets.select(dets.scores >= args.conf)
         frames += 1
         n = int((dets.classes == target).sum())
         hits += n > 0
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
         if index == args.save_frame:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(args.out), draw_detections(frame, dets.boxes, dets.scores,
-                                                       dets.classes, class_names=names))
+                                                       dets.classes, class_names=names,
+                                                       track_ids=ids))
             print(f"frame {index}: {len(dets)} detections drawn to {args.out}")
     cap.release()
     if not frames:
