@@ -189,3 +189,10 @@ def test_npm_without_npm_is_one_line(cache, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AssetError, match="npm is not installed.*place the file at"):
         assets.npm_file("@scope/nosuchpkg", "1.0", "models/m.bin")
+
+
+def test_coco_class_names_are_the_80_detector_classes():
+    names = samples.coco_class_names()
+    assert len(names) == 80 == len(set(names))
+    assert (names[0], names[2], names[61], names[79]) == ("person", "car", "toilet", "toothbrush")
+    assert "street sign" not in names and "hair brush" not in names

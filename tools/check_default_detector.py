@@ -6,8 +6,8 @@ people walking in a street) at least one person is found.
 Each frame is letterboxed to 416x416, run through the cached SavedModel
 (tasks/detection/pretrained.py), decoded and filtered by NMS, and the boxes are mapped back to
 source pixels. Prints the fraction of frames with a detection of --class, the mean count per
-frame and the median milliseconds per frame (model with its in-graph decoding, and NMS + box mapping apart); --save-frame K
-writes frame K with its boxes. With --track, detections of --class down to the tracker's low
+frame and the median milliseconds per frame (model with its in-graph decoding; NMS and box
+mapping apart); --save-frame K writes frame K with its boxes. With --track, detections of --class down to the tracker's low
 threshold feed the ByteTrack-style tracker, and the script reports the track ids: how many,
 how long they last, and how many frames each id is seen on.
 

@@ -183,7 +183,8 @@ def make_scene(rng, photos, h: int, w: int, *, max_objects: int = 8, clutter: in
         cls = int(rng.integers(len(CLASSES)))
         for _attempt in range(20):
             size = float(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(0.5 * min(h, w)))))
-            cx, cy = rng.uniform(size * 0.3, w - size * 0.3), rng.uniform(size * 0.3, h - size * 0.3)
+            cx = rng.uniform(size * 0.3, w - size * 0.3)
+            cy = rng.uniform(size * 0.3, h - size * 0.3)
             m = shape_mask(CLASSES[cls], cx, cy, size, rng.uniform(0, 2 * np.pi), h, w)
             if m.sum() < 12:
                 continue

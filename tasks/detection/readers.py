@@ -417,7 +417,8 @@ def read_yolo(path: str | Path, *, split: str | None = None,
         if split is None:
             split = next(iter(splits))
         else:
-            raise DataError(f"{path} has no {split!r} split.{did_you_mean(split, map(str, splits))}")
+            raise DataError(f"{path} has no {split!r} split."
+                            f"{did_you_mean(split, map(str, splits))}")
     index = (list(range(len(names))) if classes is None
              else [list(classes).index(n) if n in classes else -1 for n in names])
     out_names = list(names) if classes is None else list(classes)
