@@ -90,3 +90,28 @@ def test_moving_clip_with_tracks_and_line_crossings(gen, tmp_path):
              for o in saved["frames"][f] if o["id"] == e["id"]]
         assert (c[0] - 48) * (c[1] - 48) < 0
         assert (c[1] > 48) == (e["direction"] == "in")  # "in": downwards for this line
+
+
+def test_tiny_dataset_from_the_library(tmp_path):
+    from visionsuite_tasks.detection.synthetic import TINY_CLASSES, write_tiny_dataset
+
+    root = write_tiny_dataset(tmp_path / "tiny", images=6)
+    for split in ("train", "val"):
+        ds = read_dataset(root, split=split)
+        assert len(ds) == 6 and ds.skipped == [] and ds.classes == list(TINY_CLASSES)
+        assert len(ds.samples[0].target["boxes"]) == 0  # a negative image
+        for s in ds.samples[1:]:
+            image = cv2.imread(str(s.image))
+            h, w = image.shape[:2]
+            for x1, y1, x2, y2 in s.target["boxes"].astype(int):
+                # exact boxes: the object's colour reaches each edge of its box, not beyond
+                color = image[(y1 + y2) // 2, (x1 + x2) // 2]
+                is_obj = (image == color).all(axis=2)
+                assert is_obj[y1, x1:x2].any() and is_obj[y2 - 1, x1:x2].any()
+                assert is_obj[y1:y2, x1].any() and is_obj[y1:y2, x2 - 1].any()
+                for row in (y1 - 1, y2):
+                    if 0 <= row < h:
+                        assert not is_obj[row, x1:x2].any()
+                for col in (x1 - 1, x2):
+                    if 0 <= col < w:
+                        assert not is_obj[y1:y2, col].any()
