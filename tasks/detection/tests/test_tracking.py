@@ -67,25 +67,32 @@ def test_idf1_and_id_switches_on_moving_objects_with_occlusions(gen):
     truth = [[(o["id"], o["box"]) for o in row] for row in gt["frames"]]
     detections = _detector(gt, seed=1)
     byte = mot_metrics(truth, _track(ByteTracker(), detections))
-    high_only = mot_metrics(truth, _track(ByteTracker(low_thresh=0.5), detections))
-    # measured: IDF1 0.91 with 2 ID switches (8 objects, 300 frames, 10 % misses, occlusion)
-    assert byte["idf1"] >= 0.85 and byte["id_switches"] <= 4
+    plain = mot_metrics(truth, _track(ByteTracker(recover_distance=0), detections))
+    high_only = mot_metrics(truth, _track(ByteTracker(low_thresh=0.5, recover_distance=0),
+                                          detections))
+    # measured: IDF1 0.93 with no ID switch (8 objects, 300 frames, 10 % misses, occlusion);
+    # an oracle giving every detection its true id reaches 0.94 here
+    assert byte["idf1"] >= 0.88 and byte["id_switches"] <= 2
     assert byte["false_positives"] <= 0.02 * byte["predicted"]
     # the second association (low-score boxes) is what keeps occluded objects' tracks
-    assert byte["idf1"] > high_only["idf1"] and byte["matches"] > high_only["matches"]
+    assert plain["idf1"] > high_only["idf1"] and plain["matches"] > high_only["matches"]
+    # recovering lost tracks by centre distance removes ID switches
+    assert byte["id_switches"] < plain["id_switches"] and byte["idf1"] > plain["idf1"]
 
 
 def test_memory_stays_bounded_on_a_long_noisy_stream():
-    rng = np.random.default_rng(0)
-    tracker = ByteTracker(max_lost=10, max_tracks=50)
-    most = 0
-    for frame in range(1500):  # random boxes that never persist: every one a new track
-        xy = rng.uniform(0, 600, (20, 2))
-        boxes = np.concatenate([xy, xy + 20], 1)
-        tracker.update(boxes, rng.uniform(0.6, 1.0, 20), np.zeros(20))
-        most = max(most, len(tracker.tracks))
-    assert most <= 50
-    assert len(tracker.tracks) <= 20 * 2  # tentative tracks die after one unmatched frame
+    for recover in (0.0, 2.0):
+        rng = np.random.default_rng(0)
+        tracker = ByteTracker(max_lost=10, max_tracks=50, recover_distance=recover)
+        most = 0
+        for frame in range(1500):  # random boxes that never persist: every one a new track
+            xy = rng.uniform(0, 600, (20, 2))
+            boxes = np.concatenate([xy, xy + 20], 1)
+            tracker.update(boxes, rng.uniform(0.6, 1.0, 20), np.zeros(20))
+            most = max(most, len(tracker.tracks))
+        assert most <= 50
+        if recover == 0:  # tentative tracks die after one unmatched frame
+            assert len(tracker.tracks) <= 20 * 2
 
 
 def test_line_counts_on_the_clip_with_known_crossings_are_exact(gen):
