@@ -18,7 +18,9 @@ kept: they are valid negatives. A file that holds the whole dataset and cannot b
 corrupt COCO JSON, a corrupt ``data.yaml``) raises one ``DataError`` line; a corrupt per-image
 VOC XML file is a skipped item.
 
-Layouts (``split`` is ``train``, ``val``, ``test`` or ``None``):
+Layouts (``split`` is ``train``, ``val``, ``test`` or ``None``; ``None`` reads a COCO or YOLO
+dataset's only annotation set, or its ``train`` split when it has several, and every
+annotation file of a VOC dataset):
 
 * ``coco`` -- ``ROOT/annotations/instances_<split>.json`` (or ``ROOT/<split>.json``,
   ``ROOT/<split>/_annotations.coco.json``, or the path of a JSON file), images under
