@@ -10,7 +10,7 @@ sigmoid/softmax) -- the detector's ``{"boxes", "scores"}`` outputs for one image
    class whose score reaches ``conf``), restricted to ``classes`` when given;
 2. the ``max_candidates`` best survivors are kept (bounds the cost on a noisy frame);
 3. greedy NMS over all classes at once with the offset trick: each class's boxes are moved by
-   ``class * (largest coordinate + 1)`` on both axes, so boxes of different classes never
+   ``class * (coordinate range + 1)`` on both axes, so boxes of different classes never
    overlap and one pass suppresses within classes only (``agnostic=True`` skips the offset);
    above :data:`MATRIX_MAX` candidates, class by class instead;
 4. the ``max_det`` best are returned, by descending score.
@@ -173,8 +173,9 @@ def non_max_suppression(boxes, scores, *, conf: float = 0.25, iou: float = 0.45,
     if agnostic:
         keep = nms_indices(cand, score, iou, max_det)
     elif score.size <= MATRIX_MAX:
-        span = float(np.abs(cand).max()) + 1.0
-        keep = nms_indices(cand + (cls.astype(np.float32) * span)[:, None], score, iou, max_det)
+        base = cand - cand.min()  # all coordinates >= 0, so the class offsets never overlap
+        span = float(base.max()) + 1.0
+        keep = nms_indices(base + (cls.astype(np.float32) * span)[:, None], score, iou, max_det)
     else:  # many candidates: class by class (smaller sets), merged by score
         parts = [np.nonzero(cls == c)[0] for c in np.unique(cls)]
         keep = np.concatenate([p[nms_indices(cand[p], score[p], iou, max_det)] for p in parts])
