@@ -414,6 +414,6 @@ def inference_model(detector) -> keras.Model:
     if "boxes" not in [layer.name for layer in detector.layers]:
         raise UsageError(f"not a detector built by build_detector (no 'boxes' layer). "
                          f"Received: model={detector.name!r}")
-    return keras.Model(detector.inputs, {"boxes": detector.get_layer("boxes").output,
+    return keras.Model(detector.input, {"boxes": detector.get_layer("boxes").output,
                                          "scores": detector.get_layer("scores").output},
                        name=f"{detector.name}_inference")
