@@ -177,7 +177,8 @@ class Detector(keras.Model):
     * ``compile(optimizer, loss=None, ...)``: ``loss`` is a
       :class:`~visionsuite_tasks.detection.losses.DetectionLoss` or ``None`` for the default
       one (YOLOv8's weights box 7.5, cls 0.5, dfl 1.5); Keras' per-output loss machinery is
-      bypassed because the loss needs the whole output dict at once;
+      bypassed because the loss needs the whole output dict at once (``metrics`` must be
+      empty: Keras metrics cannot read padded box targets);
     * ``compute_loss``: the detection loss of ``y`` (``{"boxes": (B, M, 4), "classes":
       (B, M)}`` padded with -1, or a ``(boxes, classes)`` tuple), plus regularisation losses;
       it also updates the ``box_loss``, ``cls_loss`` and ``dfl_loss`` metrics.
@@ -237,8 +238,13 @@ class Detector(keras.Model):
                     f"{self.num_classes}, reg_max {self.reg_max}, strides {self.strides}). "
                     f"Received: num_classes={loss.num_classes}, reg_max={loss.reg_max}, "
                     f"strides={tuple(loss.strides)}")
+        if metrics or kwargs.get("weighted_metrics"):
+            raise UsageError(f"Keras metrics do not apply to a Detector's padded targets; fit "
+                             f"logs box_loss, cls_loss and dfl_loss, and detection scores come "
+                             f"from COCO evaluation. Received: metrics={metrics!r}")
+        kwargs.pop("weighted_metrics", None)
         self.detection_loss = loss if loss is not None else self.default_loss()
-        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=None, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         from keras.src.losses.loss import scale_loss_for_distribution
