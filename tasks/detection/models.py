@@ -38,7 +38,7 @@ with -1, "classes": (B, M) padded with -1}``; ``fit`` logs ``loss`` plus ``box_l
 Public API::
 
     build_detector(backbone, num_classes, size="n", *, width=None, depth=None,
-                   max_channels=None, reg_max=16, name=None) -> Detector
+                   max_channels=None, reg_max=16, separable_cls=False, name=None) -> Detector
     inference_model(detector) -> keras.Model          # {"boxes", "scores"} only
     make_anchors(image_size, strides=(8, 16, 32)) -> (points (A, 2), strides (A, 1))
     decode_distances(logits, points, strides, reg_max=16) -> boxes (..., A, 4)
@@ -276,6 +276,14 @@ def _conv(x, filters, kernel, name, strides=1):
     return keras.layers.Activation("silu", name=f"{name}_silu")(x)
 
 
+def _dw_conv(x, kernel, name):
+    x = keras.layers.DepthwiseConv2D(kernel, padding="same", use_bias=False,
+                                     name=f"{name}_dwconv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                        name=f"{name}_dwbn")(x)
+    return keras.layers.Activation("silu", name=f"{name}_dwsilu")(x)
+
+
 def _c2f(x, filters, n, name, shortcut=False):
     hidden = filters // 2
     parts = [_conv(x, hidden, 1, f"{name}_cv1a"), _conv(x, hidden, 1, f"{name}_cv1b")]
@@ -319,7 +327,8 @@ def _check_input(backbone):
 
 def build_detector(backbone, num_classes: int, size: str = "n", *, width: float | None = None,
                    depth: float | None = None, max_channels: int | None = None,
-                   reg_max: int = 16, name: str | None = None) -> Detector:
+                   reg_max: int = 16, separable_cls: bool = False,
+                   name: str | None = None) -> Detector:
     """Build the YOLOv8-style detector on a registry backbone.
 
     Args:
@@ -331,6 +340,10 @@ def build_detector(backbone, num_classes: int, size: str = "n", *, width: float 
         depth: override of the size's depth multiple (bottlenecks per C2f block).
         max_channels: override of the size's channel cap (before the width multiple).
         reg_max: bins of each side's distance distribution (DFL).
+        separable_cls: build the classification branch of the head from depthwise 3x3 +
+            pointwise 1x1 convolutions (as YOLO11 does) instead of two full 3x3
+            convolutions: at 640 px with 80 classes this removes about 1.6 of the ``n``
+            model's GFLOPs.
         name: model name.
 
     Returns:
@@ -345,6 +358,9 @@ def build_detector(backbone, num_classes: int, size: str = "n", *, width: float 
             or num_classes < 1:
         raise UsageError(f"num_classes must be a positive integer. Received: "
                          f"num_classes={num_classes!r}")
+    if not isinstance(separable_cls, bool):
+        raise UsageError(f"separable_cls must be true or false. Received: "
+                         f"separable_cls={separable_cls!r}")
     if not isinstance(reg_max, (int, np.integer)) or reg_max < 2:
         raise UsageError(f"reg_max must be an integer >= 2. Received: reg_max={reg_max!r}")
     multiples = detector_size(size)
@@ -397,8 +413,12 @@ def build_detector(backbone, num_classes: int, size: str = "n", *, width: float 
                                 bias_initializer=keras.initializers.Constant(1.0))(b)
         cells = (height // stride) * (wide // stride)
         prior = math.log(5.0 / num_classes / cells)  # ~5 objects per image at the start
-        c = _conv(feat, cls_ch, 3, f"{tag}_cls1")
-        c = _conv(c, cls_ch, 3, f"{tag}_cls2")
+        if separable_cls:
+            c = _conv(_dw_conv(feat, 3, f"{tag}_cls1"), cls_ch, 1, f"{tag}_cls1")
+            c = _conv(_dw_conv(c, 3, f"{tag}_cls2"), cls_ch, 1, f"{tag}_cls2")
+        else:
+            c = _conv(feat, cls_ch, 3, f"{tag}_cls1")
+            c = _conv(c, cls_ch, 3, f"{tag}_cls2")
         c = keras.layers.Conv2D(num_classes, 1, name=f"{tag}_cls_pred",
                                 bias_initializer=keras.initializers.Constant(prior))(c)
         box_maps.append(keras.layers.Reshape((cells, 4 * reg_max), name=f"{tag}_box_flat")(b))

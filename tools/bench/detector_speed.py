@@ -9,7 +9,8 @@ multiply-adds, as Ultralytics counts them), converts the inference model (``{"bo
 same run (NumPy/OpenBLAS, square matrices, best of several, with the same thread count).
 
     python tools/bench/detector_speed.py [--backbone mobilenet_v3_large] [--size n]
-        [--image-size 640] [--classes 80] [--threads 1] [--frames 30] [--rounds 3]
+        [--image-size 640] [--classes 80] [--separable-cls] [--threads 1] [--frames 30]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def main():
     parser.add_argument("--size", default="n")
     parser.add_argument("--image-size", default="640", help="S or HxW (multiples of 32)")
     parser.add_argument("--classes", type=int, default=80)
+    parser.add_argument("--separable-cls", action="store_true",
+                        help="depthwise-separable classification branch (YOLO11-style)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
@@ -111,7 +114,8 @@ def main():
     height, width = (hw[0], hw[0]) if len(hw) == 1 else hw
     shape = (height, width, 3)
     backbone = build_backbone(args.backbone, shape)
-    model = inference_model(build_detector(backbone, args.classes, size=args.size))
+    model = inference_model(build_detector(backbone, args.classes, size=args.size,
+                                           separable_cls=args.separable_cls))
     params = int(model.count_params())
     bb_params = int(backbone.model.count_params())
     flops_tf = profiler_flops(model, shape)
@@ -144,7 +148,7 @@ def main():
     gflops = flops_tf / 1e9
     achieved = gflops * fps_med
     result = {
-        "backbone": args.backbone, "size": args.size, "input": f"{height}x{width}",
+        "backbone": args.backbone, "size": args.size, "separable_cls": args.separable_cls, "input": f"{height}x{width}",
         "classes": args.classes, "params_m": round(params / 1e6, 3),
         "backbone_params_m": round(bb_params / 1e6, 3),
         "gflops_profiler": round(gflops, 3), "gflops_by_hand": round(flops_hand / 1e9, 3),

@@ -119,6 +119,9 @@ def test_sizes_scale_neck_width_and_depth(backbone):
     names = {layer.name for layer in m.layers}
     assert "neck_out3_m1_cv1_conv" in names and "neck_out3_m2_cv1_conv" not in names  # depth 2
     assert "neck_out3_m1_cv1_conv" not in {layer.name for layer in n.layers}  # depth 1
+    light = build_detector(backbone, 2, size="n", separable_cls=True)
+    assert isinstance(light.get_layer("head_p3_cls1_dwconv"), keras.layers.DepthwiseConv2D)
+    assert light.count_params() < n.count_params()
 
 
 def test_bad_arguments_fail_in_one_line(backbone, detector):
