@@ -181,6 +181,7 @@ def test_mixed_precision_keeps_float32_outputs(backbone):
         keras.config.set_dtype_policy(previous)
 
 
+@pytest.mark.slow  # ~40 s of CPU (minutes of wall time on a loaded 2-core VM)
 def test_detector_trains_on_synthetic_rectangles():
     """fit() with the detection loss: the loss falls and, in inference mode, the top box of
     every training image overlaps one of its objects (IoU > 0.5) with the right class."""

@@ -102,7 +102,9 @@ def test_nanodet_is_a_coco_detector_with_the_detector_output_contract(nanodet):
     assert (meta.classes[0], meta.classes[2], meta.classes[79]) == ("person", "car",
                                                                    "toothbrush")
     assert meta.input_size == 416 and nanodet.runtime == "savedmodel"
-    boxes, scores = nanodet(np.zeros((2, 416, 416, 3), np.float32))
+    assert meta.input_spec.divisor == 32 and [o.name for o in meta.outputs] == ["boxes", "scores"]
+    out = nanodet(np.zeros((2, 416, 416, 3), np.float32))  # {name: array}
+    boxes, scores = out["boxes"], out["scores"]
     assert boxes.shape == (2, 3549, 4) and scores.shape == (2, 3549, 80)
     assert 0.0 <= scores.min() and scores.max() <= 1.0
 
@@ -114,7 +116,8 @@ def test_nanodet_finds_the_walkers_of_a_vtest_frame(nanodet):
     cap.release()
     assert ok
     x, lb = letterbox(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 416, pad_value=0)
-    boxes, scores = nanodet(x[None].astype(np.float32))
+    out = nanodet(x[None].astype(np.float32))  # {name: array}
+    boxes, scores = out["boxes"], out["scores"]
     dets = non_max_suppression(boxes[0], scores[0], conf=0.5, iou=0.5, classes=[0])
     people = lb.to_source(dets.boxes)
     assert len(people) >= 5  # six people walk in this frame
