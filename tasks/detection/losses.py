@@ -175,6 +175,8 @@ def task_aligned_assign(scores, pred_boxes, points, gt_boxes, gt_classes, *, num
     scores = tf.stop_gradient(tf.cast(scores, tf.float32))
     pred_boxes = tf.stop_gradient(tf.cast(pred_boxes, tf.float32))
     points = tf.cast(points, tf.float32)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    gt_classes = tf.cast(gt_classes, tf.int32)
     gt_mask = gt_classes >= 0
     num_anchors = tf.shape(pred_boxes)[1]
     num_targets = tf.shape(gt_boxes)[1]
@@ -182,16 +184,21 @@ def task_aligned_assign(scores, pred_boxes, points, gt_boxes, gt_classes, *, num
     # (B, M, A): anchor point strictly inside the target box, and a real target.
     px, py = points[None, None, :, 0], points[None, None, :, 1]
     gx1, gy1, gx2, gy2 = (gt_boxes[..., i:i + 1] for i in range(4))
-    inside = tf.reduce_min(tf.stack([px - gx1, py - gy1, gx2 - px, gy2 - py], -1), -1) > EPS
-    candidate = inside & gt_mask[..., None]
-    candidate_f = tf.cast(candidate, tf.float32)
+    candidate = ((px - gx1 > EPS) & (py - gy1 > EPS) & (gx2 - px > EPS) & (gy2 - py > EPS)
+                 & gt_mask[..., None])
 
-    # Score of each target's class at every anchor: (B, M, A).
+    # Alignment on the candidates only (a small fraction of B * M * A), scattered back.
     cls = tf.maximum(gt_classes, 0)
-    class_scores = tf.gather(tf.transpose(scores, [0, 2, 1]), cls, batch_dims=1)
-    overlaps = tf.maximum(box_ciou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]), 0.0)
-    overlaps = overlaps * candidate_f
-    metric = tf.pow(class_scores, alpha) * tf.pow(overlaps, beta) * candidate_f
+    where = tf.where(candidate)  # (K, 3): image, target, anchor
+    image_anchor = tf.stack([where[:, 0], where[:, 2]], axis=1)
+    pair_overlap = tf.maximum(box_ciou(tf.gather_nd(gt_boxes, where[:, :2]),
+                                       tf.gather_nd(pred_boxes, image_anchor)), 0.0)
+    pair_class = tf.cast(tf.gather_nd(cls, where[:, :2]), tf.int64)
+    pair_score = tf.gather_nd(scores, tf.concat([image_anchor, pair_class[:, None]], axis=1))
+    pair_metric = tf.pow(pair_score, alpha) * tf.pow(pair_overlap, beta)
+    dense = tf.shape(candidate, out_type=tf.int64)
+    overlaps = tf.scatter_nd(where, pair_overlap, dense)
+    metric = tf.scatter_nd(where, pair_metric, dense)
 
     # Top-k candidates per target (a threshold at the k-th value: no (B, M, k, A) one-hot).
     k = tf.minimum(topk, num_anchors)
