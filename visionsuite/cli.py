@@ -605,6 +605,27 @@ def doctor_cmd():
     click.echo("all checks passed")
 
 
+@main.command("convert")
+@click.argument("task")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--to", "to", required=True, help="Target format (the task's dataset formats).")
+@click.option("--from", "source_format", help="Source format (default: detected).")
+@click.option("--link-images", is_flag=True, help="Hard/soft-link images instead of copying.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad item instead of skipping it.")
+def convert_cmd(task, source, destination, to, source_format, link_images, strict):
+    """Convert a TASK dataset between the task's formats (every split).
+
+    \b
+    Example:
+      visionsuite convert detection datasets/voc runs/voc-yolo --to yolo
+    """
+    message = _task(task)().convert_dataset(source, destination, to,
+                                            source_format=source_format,
+                                            link_images=link_images, strict=strict)
+    click.echo(message)
+
+
 def run_cli():  # pragma: no cover - console entry used by tests through subprocess
     main(prog_name="visionsuite")
 

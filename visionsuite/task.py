@@ -35,6 +35,8 @@ specific to it. Five methods are abstract; every other hook has a default:
 ``options``                        the task's own CLI options of ``run`` / ``predict`` /
                                    ``evaluate`` (``--conf 0.4``), no core change needed
 ``make_tiny_dataset``              a few samples for :func:`visionsuite.testing.check_task`
+``convert_dataset``                ``visionsuite convert <task> SRC DST --to FORMAT`` between
+                                   the task's dataset formats (default: a usage error)
 =================================  ==========================================================
 
 Conventions: images are ``uint8`` RGB ``(H, W, 3)`` (the engine converts OpenCV's BGR frames);
@@ -238,6 +240,16 @@ class Task(abc.ABC):
         """Write a dataset of a few samples with ``classes`` into ``folder`` and return the
         path ``load_dataset`` reads; used by :func:`visionsuite.testing.check_task`."""
         raise NotImplementedError(f"task {self.name!r} does not implement make_tiny_dataset")
+
+    def convert_dataset(self, source: str | Path, destination: str | Path, to: str, *,
+                        source_format: str | None = None, link_images: bool = False,
+                        strict: bool = False) -> str:
+        """Write the dataset at ``source`` (format detected, or ``source_format``) to
+        ``destination`` in the format ``to`` (one of :attr:`dataset_formats`); returns a
+        one-line report (items written, items skipped). Used by ``visionsuite convert``.
+        Default: the task converts nothing (a :class:`UsageError`)."""
+        raise UsageError(f"task {self.name!r} has no dataset conversion. Received: "
+                         f"convert {self.name} {source} --to {to}")
 
     # === Model ===
     @abc.abstractmethod
