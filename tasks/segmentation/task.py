@@ -297,6 +297,19 @@ class SegmentationTask(ImageTask):
                                   smooth={"scores": self.config.smoothing,
                                           "probabilities": self.config.smoothing})
 
+    def stream_model(self, model):
+        """:func:`~visionsuite_tasks.segmentation.models.stream_model`: uint8 ``labels`` and
+        ``scores`` at the head's native resolution (``None`` for a model not built by
+        :meth:`build_model`)."""
+        from visionsuite_tasks.segmentation.models import stream_model
+
+        try:
+            fast = stream_model(model)
+        except (ValueError, AttributeError, TypeError):
+            return None
+        return fast, (OutputSpec("labels", (None, None), "uint8"),
+                      OutputSpec("scores", (None, None, None)))
+
     def postprocess(self, outputs, meta: dict, classes: Sequence[str]):
         """Model outputs -> a :class:`SegmentationPrediction` at the image's size
         (``meta["height"]``, ``meta["width"]``). The outputs it reads, cheapest first (see
