@@ -332,7 +332,9 @@ class Task(abc.ABC):
         stream's ``postprocess`` needs, computed inside the graph (e.g. class ids at the
         head's native resolution instead of full-resolution probabilities), as
         ``(keras.Model, output specs)``; the runtime converts it for ``visionsuite run``
-        (cached beside the model), while evaluation and ``export`` keep ``model``.
+        (cached beside the model), while evaluation and ``export`` keep ``model``. Called
+        with ``model=None`` first: return ``None`` when this task, as configured, makes no
+        variant, anything else when it does (so the model is loaded only then).
         Default: ``None`` (the stream runs ``model`` itself)."""
         return None
 

@@ -50,6 +50,11 @@ class SegmentationConfig(ImageTaskConfig):
     # (float) temporal smoothing of class probabilities across frames of a stream: weight
     # of the previous frames' average (EMA), in [0, 1); 0 = off
     smoothing: float = 0.0
+    # (bool) streams run the model's stream variant: uint8 class ids (and low-resolution
+    # scores) at the head's native resolution, resized once to the frame -- several times
+    # less work per frame; mask edges may move by up to one head stride (8 px of the input
+    # for LR-ASPP). Off: the full-resolution probabilities, as evaluation sees them
+    native_labels: bool = False
     # (float) opacity of the coloured overlay, in [0, 1]
     alpha: float = 0.5
     # (bool) draw the legend (class colours and area fractions)
@@ -129,6 +134,9 @@ class SegmentationTask(ImageTask):
                                 "EMA weight of the past in [0, 1)", flag="--smooth"),
         TaskOption("legend", "draw the legend (--no-legend: off)"),
         TaskOption("mask_dir", "folder for one palette PNG mask per frame or image"),
+        TaskOption("native_labels", "run the model's stream variant: class ids at the head's "
+                                    "native resolution, resized once (faster; edges move by "
+                                    "up to one head stride)"),
     )
 
     def output_specs(self):
@@ -298,11 +306,15 @@ class SegmentationTask(ImageTask):
                                           "probabilities": self.config.smoothing})
 
     def stream_model(self, model):
-        """:func:`~visionsuite_tasks.segmentation.models.stream_model`: uint8 ``labels`` and
-        ``scores`` at the head's native resolution (``None`` for a model not built by
-        :meth:`build_model`)."""
+        """With ``native_labels``: :func:`~visionsuite_tasks.segmentation.models.stream_model`,
+        uint8 ``labels`` and ``scores`` at the head's native resolution (``None`` when the
+        option is off, or for a model not built by :meth:`build_model`)."""
         from visionsuite_tasks.segmentation.models import stream_model
 
+        if not self.config.native_labels:
+            return None
+        if model is None:  # the runtime asks whether there will be a variant
+            return True
         try:
             fast = stream_model(model)
         except (ValueError, AttributeError, TypeError):

@@ -6,12 +6,14 @@ Jobs (``--job``):
 
 * ``lraspp`` -- LR-ASPP MobileNetV3-Large, 512 px, 21 classes (untrained weights: speed
   only), 640x480 video, annotated video saved. The model is the task's stream variant
-  (``labels`` uint8 at the head's 64x64, ``scores``), as ``visionsuite run`` converts it;
+  (``labels`` uint8 at the head's 64x64, ``scores``), as ``visionsuite run
+  --native-labels`` converts it;
   the engine on the full model (full-resolution ``probabilities``: bilinear resize of 21
   channels and argmax per frame, as on ``main``) is timed too, as ``engine_full_outputs``. ``--int8`` adds the int8 stream variant (speed and
   label agreement with fp32 on the calibration frames).
 * ``person`` -- the default person model (MediaPipe selfie, 256 px), the README's main job
-  (``visionsuite run segmentation --save ... --results ...``).
+  (``visionsuite run segmentation --save ... --results ...`` on the 176x144 carphone clip,
+  looped to ``--frames``).
 
     python tools/bench/segmentation.py --job lraspp --frames 300 --rounds 3 [--int8]
     python tools/bench/segmentation.py --job person --frames 300 --rounds 5
@@ -120,11 +122,12 @@ def bare(model_path: Path, inputs, threads: int) -> float:
     return len(inputs) / c.seconds
 
 
-def engine(video: Path, model, work: Path, threads=None, tag="engine"):
+def engine(video: Path, model, work: Path, threads=None, tag="engine", options=None):
     import visionsuite
 
     s = visionsuite.run("segmentation", video, model=model, threads=threads,
-                        save=work / f"{tag}.mp4", results=work / f"{tag}.jsonl")
+                        save=work / f"{tag}.mp4", results=work / f"{tag}.jsonl",
+                        task_options=options)
     n = sum(1 for _ in s)
     return n / s.stats["wall_s"], s.stats
 
@@ -151,12 +154,17 @@ def main():
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    video = make_video(work / f"clip_640x480_{args.frames}.mp4", frames=args.frames)
+    if args.job == "lraspp":
+        video = make_video(work / f"clip_640x480_{args.frames}.mp4", frames=args.frames)
+    else:  # the README's main job runs on the clip at its own size
+        video = make_video(work / f"clip_176x144_{args.frames}.mp4", frames=args.frames,
+                           size=(176, 144))
     if args.job == "lraspp":
         keras_path = lraspp_keras(work)
         _, meta = resolve_model(keras_path)
         model_ref = keras_path
-        run_model = _cached_conversion(keras_path, meta, "tflite", stream=True)
+        fast_task = task_for_model(meta, "segmentation", {"native_labels": True})
+        run_model = _cached_conversion(keras_path, meta, "tflite", stream=fast_task)
         full_model = _cached_conversion(keras_path, meta, "tflite")
     else:
         from visionsuite_tasks.segmentation.pretrained import selfie_segmentation_model
@@ -191,7 +199,8 @@ def main():
             1 if median(fps["bare stream 1t"]) >= median(fps["bare stream 2t"]) else 2)
         fps.setdefault("sequential loop", []).append(
             sequential_loop(video, work / "loop.mp4", run_model, best_t, classes))
-        f, stats = engine(video, model_ref, work)
+        f, stats = engine(video, model_ref, work,
+                          options={"native_labels": True} if args.job == "lraspp" else None)
         fps.setdefault("engine", []).append(f)
         if not args.no_full:
             fps.setdefault("engine_full_outputs", []).append(
@@ -201,7 +210,8 @@ def main():
     out = {
         "job": args.job, "model": str(model_ref), "run_model": str(run_model),
         "outputs": list(net.output_names), "frames": len(inputs),
-        "input": "640x480 mp4v (carphone, resized), annotated video saved",
+        "input": ("640x480" if args.job == "lraspp" else "176x144 (as in the README's main "
+                  "job)") + " mp4v carphone frames, annotated video and JSON lines saved",
         "cores": cpu_cores(), "cpu_vnni": vnni(), "load_average_end": load_average(),
         "fps_median": med, "rounds": {k: [round(x, 1) for x in v] for k, v in fps.items()},
         "loop_threads": best_t,
@@ -248,11 +258,14 @@ def int8_variant(keras_path: Path, meta, work: Path, inputs):
     from visionsuite.runtime import convert
 
     out = work / (keras_path.stem + ".stream.int8.tflite")
-    fp32 = load_runtime(keras_path, runtime="tflite", stream=True)
+    from visionsuite.plugins import task_for_model
+
+    fast_task = task_for_model(meta, "segmentation", {"native_labels": True})
+    fp32 = load_runtime(keras_path, runtime="tflite", stream=fast_task)
     calib = [x[0] for x in inputs[:: max(1, len(inputs) // 40)]][:40]
     if not out.is_file():
         model = load_keras_model(keras_path)
-        variant, vmeta = _stream_variant(_stream_task(meta, keras_path), model, meta)
+        variant, vmeta = _stream_variant(_stream_task(meta, keras_path, fast_task), model, meta)
         data = convert.keras_to_tflite(variant, convert.with_extra(vmeta, quantize="int8"),
                                        quantize="int8", representative=lambda: iter(calib))
         convert.write_tflite(out, data)

@@ -96,21 +96,25 @@ def _kind(path: Path) -> str:
     return "tflite" if path.suffix == ".tflite" else "keras"
 
 
-def _stream_task(metadata: ModelMetadata, source: Path):
-    """The model's task when it defines a stream variant (:meth:`Task.stream_model`), else
-    ``None`` (decided without loading the model)."""
+def _stream_task(metadata: ModelMetadata, source: Path, task=None):
+    """``task`` (default: the model's task as saved) when its class defines a stream variant
+    (:meth:`Task.stream_model`), else ``None`` (decided without loading the model)."""
     from visionsuite.plugins import task_for_model
     from visionsuite.task import Task
 
-    try:
-        task = task_for_model(metadata, None, source=str(source))
-    except Exception:  # an unknown task: the plain model runs
-        return None
+    if not isinstance(task, Task):
+        try:
+            task = task_for_model(metadata, None, source=str(source))
+        except Exception:  # an unknown task: the plain model runs
+            return None
     return task if type(task).stream_model is not Task.stream_model else None
 
 
-def _stream_variant(task, model, metadata: ModelMetadata):
-    """``(variant model, metadata with its outputs)`` or ``None``."""
+def _stream_variant(task, model, metadata: ModelMetadata, probe: bool = False):
+    """``(variant model, metadata with its outputs)`` or ``None``; ``probe``: only whether
+    the task, as configured, makes one (``task.stream_model(None)``, without a model)."""
+    if probe:
+        return True if task.stream_model(None) is not None else None
     made = task.stream_model(model)
     if made is None:
         return None
@@ -119,13 +123,15 @@ def _stream_variant(task, model, metadata: ModelMetadata):
 
 
 def _cached_conversion(path: Path, metadata: ModelMetadata, target: str,
-                       stream: bool = False) -> Path:
+                       stream=False) -> Path:
     """``path`` (.keras) converted to ``target`` ("tflite" fp32 or "savedmodel"), cached
     beside it and rebuilt when the source's SHA-256 changes. ``stream``: the task's stream
     variant (:meth:`~visionsuite.task.Task.stream_model`) instead, as ``<stem>.stream.fp32.tflite``."""
     from visionsuite.runtime import convert
 
-    task = _stream_task(metadata, path) if stream and target == "tflite" else None
+    task = _stream_task(metadata, path, stream) if stream and target == "tflite" else None
+    if task is not None and _stream_variant(task, None, metadata, probe=True) is None:
+        task = None  # the task, as configured, makes no variant: nothing to load
     if stream and task is None:
         return _cached_conversion(path, metadata, target)
     digest = convert.file_sha256(path)
@@ -164,7 +170,7 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str,
 
 
 def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | None = None,
-                 batch_size: int = 1, stream: bool = False) -> InferenceModel:
+                 batch_size: int = 1, stream=False) -> InferenceModel:
     """Load a model for inference.
 
     Args:
@@ -174,9 +180,10 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
         threads: TFLite interpreter threads (default 1); ignored by the other runtimes.
         batch_size: frames per call the model is prepared for.
         stream: for a ``.keras`` model under the ``keras`` or ``tflite`` runtime, run its
-            task's stream variant when the task has one (:meth:`Task.stream_model`:
+            task's stream variant when the task makes one (:meth:`Task.stream_model`:
             outputs the stream's ``postprocess`` reads cheaply, e.g. a segmentation model's
-            uint8 ``labels``); ``visionsuite run`` / :func:`visionsuite.run` set it.
+            uint8 ``labels`` with ``native_labels`` on): ``True`` asks the task saved in the
+            model, a Task instance asks that one (:func:`visionsuite.run` passes its task).
 
     Returns:
         An :class:`InferenceModel`: ``.metadata`` and ``model(batch) -> numpy``.
@@ -195,7 +202,7 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
         from visionsuite.models import load_keras_model
 
         model = load_keras_model(path)
-        task = _stream_task(metadata, path) if stream else None
+        task = _stream_task(metadata, path, stream) if stream else None
         made = _stream_variant(task, model, metadata) if task is not None else None
         if made is not None:
             model, metadata = made

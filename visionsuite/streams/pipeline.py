@@ -696,7 +696,7 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
                                       reconnect=reconnect, reconnect_delay=reconnect_delay,
                                       reconnect_delay_max=reconnect_delay_max))
         net = load_runtime(model, runtime=runtime, threads=threads, batch_size=batch_size,
-                           stream=True)
+                           stream=task_obj)
         stream_sinks = list(task_obj.sinks()) + list(sinks)
         stream = Stream(task_obj, net, opened, policy=policy, queue_size=queue_size,
                         render=render, progress=progress, max_frames=max_frames)

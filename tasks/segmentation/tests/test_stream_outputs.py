@@ -121,14 +121,17 @@ def test_stream_variant_gives_native_labels_and_tflite_runs_it(tiny_model_path):
     agree = (cv2.resize(out["labels"][0], (64, 64), interpolation=cv2.INTER_NEAREST)
              == full.argmax(-1)).mean()
     assert agree > 0.7
-    # the runtime converts the variant for the stream, and only then
-    net = load_runtime(tiny_model_path, runtime="tflite", stream=True)
+    # the runtime converts the variant for a stream whose task asks for it, and only then
+    assert SegmentationTask(SegmentationConfig(image_size=64)).stream_model(model) is None
+    task = SegmentationTask(SegmentationConfig(image_size=64, native_labels=True))
+    net = load_runtime(tiny_model_path, runtime="tflite", stream=task)
     assert net.output_names == ("labels", "scores") and ".stream." in net.source
     got = net(x)
     assert got["labels"].dtype == np.uint8
     clear = _not_tied(out["scores"][0], 1e-4)
     np.testing.assert_array_equal(got["labels"][0][clear], out["labels"][0][clear])
-    assert load_runtime(tiny_model_path, runtime="tflite").output_names == ("probabilities",)
+    keras_net = load_runtime(tiny_model_path, runtime="keras", stream=True)  # saved config: off
+    assert keras_net.output_names == ("probabilities",)
 
 
 def test_overlay_matches_the_float_blend_and_leaves_background():
