@@ -37,16 +37,21 @@ def files(tmp_path_factory, save_tiny_classifier):
     model = save_tiny_classifier(root / "tiny.keras", classes=CLASSES)
     load_runtime(model)
     return {"model": model, "video": write_test_video(root / "clip.mp4",
-                                                      n=THREADS_PROBE_FRAMES + 6)}
+                                                      n=2 * THREADS_PROBE_FRAMES + 6)}
 
 
 def test_engine_chooses_threads_unless_given(files, tmp_path):
     auto = visionsuite.run("classification", files["video"], model=files["model"])
     list(auto)
     choice = auto.stats["threads_choice"]
-    assert choice is not None and choice["cores"] == cpu_cores()
-    assert choice["threads"] == choose_threads(choice["inference_ms"], choice["other_ms"],
-                                               choice["cores"])
+    assert choice is not None and choice["cores"] == cpu_cores() and choice["start"] == 1
+    assert choice["chosen"] == choose_threads(choice["inference_ms"], choice["other_ms"],
+                                              choice["cores"])
+    if choice["chosen"] > 1:  # tried, then kept only when the model got 10 % faster
+        kept = choice["tried_ms"] <= 0.9 * choice["inference_ms"]
+        assert choice["threads"] == (choice["chosen"] if kept else 1)
+    else:
+        assert choice["threads"] == 1
     assert auto.model.threads == choice["threads"]
     given = visionsuite.run("classification", files["video"], model=files["model"], threads=1)
     list(given)

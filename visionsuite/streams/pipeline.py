@@ -25,7 +25,8 @@ hand-off between two of them costs 7-30 us per frame (``queue.Queue``, measured 
 at load 9-13), under 0.1 % of a frame at 25-200 FPS, so stages are not fused: separate threads
 let them overlap where cores are free. Unless ``threads`` is given, the engine times the
 first :data:`THREADS_PROBE_FRAMES` frames and sets the TFLite interpreter's threads from the
-stage costs and the core count (:func:`choose_threads`; ``stats["threads_choice"]``).
+stage costs and the core count (:func:`choose_threads`), tries more threads for as many
+frames and keeps them only when the model got 10 % faster (``stats["threads_choice"]``).
 
 Each stage is timed (mean, p50, p95 in ms) and capture-to-result latency is measured per frame;
 :attr:`Stream.stats` holds them after the run (and :func:`format_stats` prints them).
@@ -297,7 +298,7 @@ class Stream:
                                                "postprocess", "render", "sinks")}
         self._latency = _Timer()
         self._running = False
-        self._threads_checked = False
+        self._threads_phase = 0  # 0: timing, 1: trying more threads, 2: settled
         # (dict | None) how the engine chose the interpreter threads (see choose_threads)
         self.threads_choice: dict | None = None
         # (list) per source: how many states the engine made (1 + reconnects, for tests)
@@ -391,27 +392,50 @@ class Stream:
                 ready.finish(sid)
 
     def _maybe_set_threads(self):
-        """Once, after :data:`THREADS_PROBE_FRAMES` frames: the interpreter threads from the
-        measured stage costs (:func:`choose_threads`), unless the caller chose them."""
-        self._threads_checked = True
-        if getattr(self.model, "threads_given", True) or not hasattr(self.model, "set_threads"):
-            return
-        means = {k: t.total / t.count * 1000 for k, t in self._timers.items() if t.count}
-        inference = means.pop("inference", 0.0)
-        other = sum(means.values())
-        threads = choose_threads(inference, other, cpu_cores(), self.model.threads)
-        self.threads_choice = {"inference_ms": round(inference, 2), "other_ms": round(other, 2),
-                               "cores": cpu_cores(), "threads": threads}
-        if threads != self.model.threads:
-            log.info("interpreter threads: %d (inference %.1f ms, other stages %.1f ms per "
-                     "frame, %d cores)", threads, inference, other, cpu_cores())
+        """The interpreter threads, unless the caller chose them: after
+        :data:`THREADS_PROBE_FRAMES` frames, :func:`choose_threads` from the measured stage
+        costs; a choice of more threads is then tried for as many frames and kept only if
+        the model got at least 10 % faster (on a loaded machine extra threads may not pay)."""
+        timer = self._timers["inference"]
+        if self._threads_phase == 0:
+            if getattr(self.model, "threads_given", True) or \
+                    not hasattr(self.model, "set_threads"):
+                self._threads_phase = 2
+                return
+            means = {k: t.total / t.count * 1000 for k, t in self._timers.items() if t.count}
+            inference = means.pop("inference", 0.0)
+            other = sum(means.values())
+            threads = choose_threads(inference, other, cpu_cores(), self.model.threads)
+            self.threads_choice = {"inference_ms": round(inference, 2),
+                                   "other_ms": round(other, 2), "cores": cpu_cores(),
+                                   "start": self.model.threads, "chosen": threads,
+                                   "threads": self.model.threads}
+            if threads == self.model.threads:
+                self._threads_phase = 2
+                return
+            self._threads_mark = (timer.count, timer.total, inference, self.model.threads)
             self.model.set_threads(threads)
+            self._threads_phase = 1
+            return
+        count, total, before, start = self._threads_mark
+        if timer.count - count < THREADS_PROBE_FRAMES:
+            return
+        after = (timer.total - total) / (timer.count - count) * 1000
+        self.threads_choice["tried_ms"] = round(after, 2)
+        if after > 0.9 * before:  # no real gain: back to the start
+            self.model.set_threads(start)
+        self.threads_choice["threads"] = self.model.threads
+        log.info("interpreter threads: %d (inference %.1f ms with %d, %.1f ms with %d; other "
+                 "stages %.1f ms per frame; %d cores)", self.model.threads, before, start,
+                 after, self.threads_choice["chosen"], self.threads_choice["other_ms"],
+                 cpu_cores())
+        self._threads_phase = 2
 
     def _infer(self, ready: _Hub, out: queue.Queue):
         timer = self._timers["inference"]
         try:
             while True:
-                if not self._threads_checked and timer.count >= THREADS_PROBE_FRAMES:
+                if self._threads_phase < 2 and timer.count >= THREADS_PROBE_FRAMES:
                     self._maybe_set_threads()
                 items = ready.get(self.model.batch_size)
                 if items is None:
