@@ -22,28 +22,54 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
+def _say(text: str) -> None:
+    """One message on stderr, URL credentials masked (whatever library wrote the text)."""
+    from visionsuite.streams.sources import mask_url
+
+    click.echo(mask_url(text), err=True)
+
+
+def _traceback(exc: BaseException) -> None:
+    """--debug: the full traceback, URL credentials masked."""
+    import traceback
+
+    _say("".join(traceback.format_exception(exc)).rstrip())
+
+
 class _Group(click.Group):
     """Turns library errors into one line and an exit code (traceback with --debug)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # bad flags of a command: one line, not click's three
+            where = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx else ""
+            _say(f"error: {exc.format_message()}{where}")
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except VisionsuiteError as exc:
             if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {exc}", err=True)
+                _traceback(exc)
+            else:
+                _say(f"error: {exc}")
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            _say("interrupted")
             ctx.exit(130)
         except Exception as exc:  # unexpected: still one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
-                raise
+                _traceback(exc)
+                ctx.exit(1)
+            from visionsuite.data.pipeline import sample_error
+
+            known = sample_error(exc)  # an unreadable sample under --strict, inside tf.data
+            if known is not None:
+                _say(f"error: {known}")
+                ctx.exit(known.exit_code)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"error: {type(exc).__name__}: {first[:300]} (run with --debug for the "
-                       f"traceback)", err=True)
+            _say(f"error: {type(exc).__name__}: {first[:300]} (run with --debug for the "
+                 f"traceback)")
             ctx.exit(1)
 
 
@@ -245,9 +271,10 @@ def evaluate_cmd(ctx, task, model, data, fmt, batch_size, out, strict, overrides
 @click.option("--queue-size", type=int, default=8, show_default=True)
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to open a URL / wait for a frame.")
-@click.option("--reconnect", type=int, default=5, show_default=True,
-              help="Reconnection attempts per URL outage (exponential backoff).")
-@click.option("--reconnect-delay-max", type=float, default=10.0, show_default=True,
+@click.option("--reconnect", type=int, default=12, show_default=True,
+              help="Reconnection attempts per URL outage (waits doubling from 0.5 s up to "
+                   "--reconnect-delay-max and --timeout).")
+@click.option("--reconnect-delay-max", type=float, default=1.5, show_default=True,
               help="Longest wait between reconnection attempts, in seconds.")
 @click.option("--show", is_flag=True, help="Show annotated frames in a window (GUI builds).")
 @click.option("--save", type=click.Path(dir_okay=False), help="Annotated video (.mp4, .avi).")
@@ -270,6 +297,11 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
     Ctrl-C or SIGTERM stop cleanly: the video plays and every JSON line is complete.
 
     \b
+    Exit codes: 0 end of input (or --max-frames); 1 error; 2 bad arguments;
+    3 a live source was lost for good (its reconnection attempts ran out; the stats
+    say stopped_by "source lost"); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
+
+    \b
     Examples:
       visionsuite run classification --source 0 --model imagenet:efficientnet_lite0 --show
       visionsuite run classification --source clip.mp4 --model best.tflite \\
@@ -286,7 +318,8 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
     import signal
     import time
 
-    from visionsuite.streams.pipeline import format_stats, run, save_stats
+    from visionsuite.streams.pipeline import (EXIT_SOURCE_LOST, SOURCE_LOST, format_stats, run,
+                                              save_stats)
 
     stream = run(task, list(sources), model=model, runtime=runtime, threads=threads,
                  batch_size=batch_size, vid_stride=vid_stride, policy=policy,
@@ -320,6 +353,8 @@ def run_cmd(ctx, task, sources, model, runtime, threads, batch_size, vid_stride,
             click.echo(f"stats: {path}", err=True)
     if received:
         sys.exit(128 + received[0])
+    if stream.stopped_by == SOURCE_LOST:
+        sys.exit(EXIT_SOURCE_LOST)
 
 
 @main.command("predict", context_settings=TASK_OPTIONS, epilog=TASK_OPTIONS_HELP)

@@ -145,6 +145,9 @@ def export_model(model: str | Path, format: str, *, quantize: str | None = None,
                                                     str(model).startswith(IMAGENET_PREFIX))
     if format == "tflite" and out_path.suffix != ".tflite":
         raise UsageError(f"a TFLite export must end in .tflite. Received: out={out_path}")
+    from visionsuite.files import check_writable
+
+    check_writable(out_path, "folder" if format == "savedmodel" else "export")  # before converting
     spec = metadata.input_spec
     task = task_for_model(metadata, task, source=str(path))
     calibration = (calibration_images(task, calibration_data, spec)

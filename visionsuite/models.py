@@ -19,6 +19,7 @@ from typing import Any
 
 from visionsuite.errors import ModelError, VisionsuiteError
 from visionsuite.specs import InputSpec, OutputSpec
+from visionsuite.files import atomic_path
 
 METADATA_NAME = "visionsuite.json"
 FORMAT_VERSION = 2
@@ -104,12 +105,12 @@ class ModelMetadata:
 def save_keras_model(model: Any, path: str | Path, metadata: ModelMetadata) -> Path:
     """Save ``model`` as ``.keras`` with metadata, atomically (a kill never leaves a
     half-written file at ``path``)."""
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
 
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelError(f"model files must end in .keras. Received: {path}")
-    with atomic_output(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_NAME, metadata.to_json())
@@ -149,8 +150,18 @@ def load_keras_model(path: str | Path, *, compile: bool = False):
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {msg[:200]})") from exc
+        msg = " ".join(str(exc).split())
+        if "safe_mode" in msg or "unsafe_deserialization" in msg:
+            what = ("a Lambda layer" if "Lambda" in msg
+                    else "Python code (a lambda or a pickled function)")
+            raise ModelError(f"{path}: refused to load: the model contains {what}, which could "
+                             f"run arbitrary code; visionsuite only loads models in Keras safe "
+                             f"mode. Rebuild the model without it (use a registered layer "
+                             f"instead)") from None
+        if len(msg) > 300:  # cut at a word, never mid-sentence without saying so
+            msg = msg[:300].rsplit(" ", 1)[0] + " ..."
+        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: "
+                         f"{msg or 'no details'})") from exc
 
 
 def check_task(metadata: ModelMetadata, task: str, source: str) -> None:

@@ -44,9 +44,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
         try:
             source = ImageSource(spec).open()
         except DataError as exc:
-            if Path(spec).is_file():  # one unreadable file among others: skip it
-                log.warning("skipped %s", exc)
-                skipped.append((str(spec), str(exc)))
+            if Path(spec).is_file():  # one unreadable file among others: skip it (reported
+                skipped.append((str(spec), str(exc)))  # by predict, or its error if alone)
                 continue
             raise
         paths.extend(source.paths)
@@ -74,9 +73,16 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
 
     _, metadata = resolve_model(model)  # a wrong model fails before any image is read
     task = task_for_model(metadata, task, overrides, source=str(model))
-    paths, _ = expand_inputs(inputs)  # unreadable images are reported as they are found
+    paths, skipped = expand_inputs(inputs)  # images in folders are reported as they are found
+    named = [(item, reason) for item, reason in skipped if Path(item).is_file()
+             and str(item) in {str(i) for i in inputs}]
     if not paths:
-        raise DataError(f"no readable images in {', '.join(map(str, inputs))}")
+        if len(named) == 1 and len(skipped) == 1:  # one unreadable file: its own error
+            raise DataError(named[0][1])
+        raise DataError(f"no readable images in {', '.join(map(str, inputs))}"
+                        + (f" ({len(skipped)} unreadable)" if skipped else ""))
+    for _, reason in named:
+        log.warning("skipped %s", reason)
     extra = []
     if out_dir is not None:
         out = Path(out_dir)

@@ -84,9 +84,9 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
                     ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
 
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     return path

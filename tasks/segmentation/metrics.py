@@ -74,9 +74,9 @@ def _foreground(iou, dice, present, background) -> dict:
 def _savefig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
 
-    with atomic_output(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 

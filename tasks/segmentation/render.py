@@ -135,13 +135,13 @@ def write_palette_png(mask: np.ndarray, classes: Sequence[str], path) -> None:
     the class colours by any viewer. Atomic."""
     from PIL import Image
 
-    from visionsuite.files import atomic_output
+    from visionsuite.files import atomic_path
 
     img = Image.fromarray(np.ascontiguousarray(mask, np.uint8), mode="P")
     palette = np.zeros((256, 3), np.uint8)
     palette[: len(classes)] = class_colors(classes)
     img.putpalette(palette.reshape(-1).tolist())
-    with atomic_output(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         img.save(tmp, format="PNG")
 
 

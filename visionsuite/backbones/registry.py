@@ -187,6 +187,10 @@ def build_backbone(name: str, input_shape: tuple[int, int, int] | None = None,
             (".h5", ".weights.h5", ".keras", ".pth")):
         raise UsageError(f"weights must be None, 'imagenet' or a weights file path. "
                          f"Received: weights={weights!r}")
+    if weights is not None and weights != "imagenet":
+        from visionsuite.backbones.weights import check_weights_file
+
+        check_weights_file(weights)
     if weights == "imagenet" and "imagenet" not in entry.pretrained:
         raise UsageError(f"backbone {name!r} has no ImageNet weights; use weights=None. "
                          f"Received: weights={weights!r}")

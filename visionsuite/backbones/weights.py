@@ -109,3 +109,38 @@ def load_weights_file(model, path, *, what: str = "weights") -> None:
         msg = " ".join(str(exc).split())[:200]
         raise ModelError(f"cannot load {what} from {path} into {model.name}: "
                          f"{type(exc).__name__}: {msg}") from exc
+
+
+# File signatures of the weights formats build_backbone accepts.
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_ZIP = b"PK\x03\x04"
+
+
+def check_weights_file(path: str | Path) -> Path:
+    """A weights file that exists and is of the type its suffix says (``.h5`` /
+    ``.weights.h5``: HDF5; ``.keras``: a zip; ``.pth``: a zip or a pickle), checked from its
+    first bytes before anything is built or read; one :class:`ModelError` line otherwise."""
+    path = Path(path)
+    where = f"Received: weights={str(path)!r}"
+    if not path.exists():
+        raise ModelError(f"weights file not found: {path}. {where}")
+    if not path.is_file():
+        raise ModelError(f"weights must be a file, not a folder: {path}. {where}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelError(f"cannot read weights file {path} ({exc.strerror or exc}). "
+                         f"{where}") from None
+    name = path.name.lower()
+    if name.endswith(".h5"):
+        ok, kind = head.startswith(_HDF5), "an HDF5 (.h5) weights file"
+    elif name.endswith(".keras"):
+        ok, kind = head.startswith(_ZIP), "a .keras (zip) file"
+    elif name.endswith(".pth"):
+        ok, kind = head.startswith(_ZIP) or head[:1] == b"\x80", "a PyTorch (.pth) checkpoint"
+    else:
+        return path
+    if not ok:
+        raise ModelError(f"{path} is not {kind} (wrong type, or damaged). {where}")
+    return path

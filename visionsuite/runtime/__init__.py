@@ -152,13 +152,13 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str,
     out = candidates[0] if os.access(path.parent, os.W_OK) else candidates[1]
     from visionsuite.models import load_keras_model
 
-    log.warning("converting %s to %s (once; cached as %s)", path, target, out)
-    model = load_keras_model(path)
+    model = load_keras_model(path)  # first: a model that cannot load fails in one line
     if task is not None:
         made = _stream_variant(task, model, metadata)
         if made is None:
             return _cached_conversion(path, metadata, target)
         model, metadata = made
+    log.warning("converting %s to %s (once; cached as %s)", path, target, out)
     meta = convert.with_extra(metadata, source_sha256=digest, source=path.name,
                               format=target, quantize=None,
                               **({"variant": "stream"} if task is not None else {}))

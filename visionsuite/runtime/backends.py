@@ -195,7 +195,10 @@ class TFLiteModel(InferenceModel):
             shape = [self.batch_size, *self.input_spec.shape]
             if list(self._in["shape"]) != shape:
                 self._interp.resize_tensor_input(self._in["index"], shape, strict=False)
-            self._interp.allocate_tensors()
+            from visionsuite.tflog import LITERT_NOISE, filtered_stderr
+
+            with filtered_stderr(LITERT_NOISE):  # "INFO: Created ... XNNPACK delegate"
+                self._interp.allocate_tensors()
         except ModelError:
             raise
         except (ValueError, RuntimeError) as exc:

@@ -72,9 +72,15 @@ def keras_to_tflite(model, metadata: ModelMetadata, *, quantize: str | None = No
 def keras_to_savedmodel(model, metadata: ModelMetadata, out_dir: str | Path) -> Path:
     """Export a Keras model as a SavedModel folder (endpoint ``serve``) with the metadata in
     ``assets/visionsuite.json``. The folder appears whole or not at all."""
+    from visionsuite.files import OutputError
+
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write the SavedModel folder {out_dir}: "
+                          f"{exc.strerror or exc}. Received: out={out_dir}") from None
     try:
         target = tmp / "model"
         model.export(str(target), format="tf_saved_model", verbose=False)

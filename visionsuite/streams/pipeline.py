@@ -54,11 +54,18 @@ from pathlib import Path
 import numpy as np
 
 from visionsuite.errors import UsageError, VisionsuiteError
-from visionsuite.streams.sources import POLICIES, Frame, Source, open_source
+from visionsuite.streams.sources import (POLICIES, RECONNECT, RECONNECT_DELAY_MAX, Frame,
+                                         Source, open_source)
 
 log = logging.getLogger("visionsuite.streams")
 
 _END = object()
+
+# ``Stream.stopped_by`` when a live source was given up (its reconnection attempts ran out, a
+# camera stopped delivering) and nothing else stopped the run first; the CLI then exits with
+# EXIT_SOURCE_LOST so that a supervising script can tell it from a normal end.
+SOURCE_LOST = "source lost"
+EXIT_SOURCE_LOST = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +313,9 @@ class Stream:
         probe = [self._new_state(s.source_id) for s in self.sources] if self.sources else []
         self._frame_drops = [st.frame_drops for st in probe]
         self._input_drops = [st.input_drops for st in probe]
+        # results that went through every sink: what the stats count (a signal can stop the
+        # run between a result being written and being handed to the caller)
+        self._written = [0] * len(self.sources)
 
     # === Control ===
     def stop(self, reason: str = "stopped") -> None:
@@ -494,9 +504,12 @@ class Stream:
                 result = _get(inp, self._stop)
                 if result is _END:
                     break
+                if self.max_frames and sum(self._written) >= self.max_frames:
+                    break  # never write more than max_frames results
                 t0 = time.perf_counter()
                 for sink in self.sinks:
                     sink.write(result)
+                self._written[result.source_id] += 1
                 timer.add(time.perf_counter() - t0)
                 if not _put(out, result, self._stop):
                     break
@@ -573,7 +586,8 @@ class Stream:
                     break
         finally:
             if self.stopped_by is None and not self._errors:
-                self.stopped_by = "end of input"
+                lost = [s for s in self.sources if s.live and s.counts.get("failed")]
+                self.stopped_by = SOURCE_LOST if lost else "end of input"
             self._stop.set()
             for t in threads:
                 t.join(timeout=5.0)
@@ -586,7 +600,8 @@ class Stream:
                     bar.close()
             rss.append(_rss_mb())
             wall = time.perf_counter() - started
-            self.stats = self._summary(frames, per_source, wall, raw, ready, rss)
+            self.stats = self._summary(sum(self._written), list(self._written), wall, raw,
+                                       ready, rss)
         if self._errors:
             exc = self._errors[0]
             if isinstance(exc, VisionsuiteError):
@@ -662,8 +677,9 @@ def save_stats(stats: dict, path: str | Path) -> Path:
 
 def run(task, source, *, model=None, runtime: str = "auto", threads: int | None = None,
         batch_size: int = 1, vid_stride: int = 1, policy: str = "newest", queue_size: int = 8,
-        timeout: float = 10.0, reconnect: int = 5, reconnect_delay: float = 0.5,
-        reconnect_delay_max: float = 10.0, show: bool = False, save=None, results=None,
+        timeout: float = 10.0, reconnect: int = RECONNECT, reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = RECONNECT_DELAY_MAX, show: bool = False, save=None,
+        results=None,
         save_frames=None, render: bool = False, progress: bool | None = False,
         max_frames: int | None = None, task_options: dict | None = None,
         sinks: Sequence = (), sources: Sequence[Source] | None = None) -> Stream:
@@ -684,7 +700,8 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
         queue_size: capacity of the bounded buffers.
         timeout: seconds to open a URL and to wait for a frame.
         reconnect: reconnection attempts per URL outage; ``reconnect_delay`` /
-            ``reconnect_delay_max``: first and longest backoff wait in seconds.
+            ``reconnect_delay_max``: first and longest backoff wait in seconds (the waits
+            never exceed ``timeout`` either).
         show / save / results / save_frames: sinks (window, annotated video, JSON lines,
             annotated JPEGs).
         render: draw predictions on ``result.frame`` even without a frame sink.

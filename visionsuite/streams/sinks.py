@@ -208,13 +208,13 @@ class FramesSink(Sink):
     def write(self, result):
         import cv2
 
-        from visionsuite.files import atomic_output
+        from visionsuite.files import atomic_path
 
         if self.by_stem and result.path:
             path = self.folder / f"{Path(result.path).stem}.jpg"
         else:
             path = self.folder / f"{result.source_id}_{result.index:06d}.jpg"
-        with atomic_output(path) as tmp:
+        with atomic_path(path, keep_suffix=True) as tmp:
             if not cv2.imwrite(str(tmp), result.frame):
                 raise DataError(f"--save-frames: cannot write {path}")
         self.frames += 1

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import glob
 import logging
@@ -39,13 +40,49 @@ log = logging.getLogger("visionsuite.streams")
 # URL schemes read through OpenCV's FFmpeg backend.
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 POLICIES = ("newest", "queue")
+# Reconnection defaults: waits 0.5, 1, 1.5, 1.5 ... s, 12 attempts: an outage of up to about
+# 16 s is survived, a server that comes back is found within about 1.5 s (plus ~0.2 s to open
+# the stream), and a dead server sees one refused connection every 1.5 s.
+RECONNECT = 12
+RECONNECT_DELAY_MAX = 1.5
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@/\s]*@")
+# A URL inside any text: scheme "://" then everything up to white space or a quote.
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+# Query parameters that carry credentials (IP cameras: ``video.cgi?user=admin&pwd=...``).
+_SECRET_PARAM = re.compile(r"(?i)(?P<key>(?:^|[?&;])(?:password|passwd|pass|pwd|token|"
+                           r"access_token|auth|key|secret|signature|sig)=)[^&;#]*")
+
+
+def _mask_one(m: re.Match) -> str:
+    rest = m.group("rest")
+    # The authority ends at the first "/", "?" or "#"; its user info ends at the *last* "@"
+    # (an unencoded "@" in a password stays in the user info, as FFmpeg reads it too). A
+    # "/" in a password is not URL syntax either, so when a later "@" exists and a ":"
+    # precedes it before any "/", the whole span up to that "@" is masked.
+    end = len(rest)
+    for sep in "/?#":
+        k = rest.find(sep)
+        if k >= 0:
+            end = min(end, k)
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        later = rest.rfind("@")
+        colon = rest.find(":")
+        if later >= 0 and 0 <= colon < later and colon < end:
+            at = later
+    if at >= 0:
+        userinfo, tail = rest[:at], rest[at:]
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            rest = f"{user}:***{tail}"
+    return m.group("scheme") + _SECRET_PARAM.sub(lambda q: q.group("key") + "***", rest)
 
 
 def mask_url(text: str) -> str:
-    """Replace passwords of URLs in ``text``: ``rtsp://user:secret@h`` -> ``rtsp://user:***@h``."""
-    return _PASSWORD.sub(lambda m: m.group("head") + "***@", str(text))
+    """Mask the credentials of every URL in ``text``: the password of the user info
+    (``rtsp://user:secret@h`` -> ``rtsp://user:***@h``, also with an empty user name or an
+    ``@`` inside the password) and credential query parameters (``?pwd=***``)."""
+    return _URL.sub(_mask_one, str(text))
 
 
 @dataclasses.dataclass
@@ -286,8 +323,8 @@ class URLSource(_CaptureSource):
     live = True
 
     def __init__(self, url: str, source_id=0, vid_stride=1, timeout: float = 10.0,
-                 reconnect: int = 5, reconnect_delay: float = 0.5,
-                 reconnect_delay_max: float = 10.0):
+                 reconnect: int = RECONNECT, reconnect_delay: float = 0.5,
+                 reconnect_delay_max: float = RECONNECT_DELAY_MAX):
         super().__init__(url, source_id, vid_stride)
         self.url = url
         scheme = urlsplit(url).scheme.lower()
@@ -305,17 +342,22 @@ class URLSource(_CaptureSource):
         self.reconnect_delay = float(reconnect_delay)
         self.reconnect_delay_max = float(reconnect_delay_max)
 
-    def _connect(self):
-        """(cap, first frame) or None, within ``timeout`` (+ a small margin) whatever happens."""
+    def _connect(self, quick: bool = False):
+        """(cap, first frame) or None, within ``timeout`` (+ a small margin) whatever happens.
+
+        ``quick``: a reconnection to a stream already opened once -- FFmpeg skips most of its
+        stream probing (it would otherwise read about a second of video to estimate the
+        frame rate, which is already known)."""
         import cv2
 
         ms = int(self.timeout * 1000)
         result = {}
 
         def attempt():
-            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            with _quick_probe(quick, self.timeout):
+                cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
             ok, image = cap.read() if cap.isOpened() else (False, None)
             if ok and image is not None:
                 result["ok"] = (cap, image)
@@ -347,14 +389,20 @@ class URLSource(_CaptureSource):
         return self
 
     def _reconnect(self, stop) -> bool:
+        """Reconnect after a drop: ``reconnect`` attempts, the waits doubling from
+        ``reconnect_delay`` up to ``min(reconnect_delay_max, timeout)`` -- never longer than
+        the source's own timeout, so a server that comes back is found within about one
+        timeout, and never shorter than ``reconnect_delay``, so a dead server sees one cheap
+        connection attempt per wait (a refused TCP connection), not a flood."""
         self.close()
         lost = time.monotonic()
-        delay = self.reconnect_delay
+        cap = min(self.reconnect_delay_max, self.timeout)
+        delay = min(self.reconnect_delay, cap)
         log.warning("%s: stream lost; reconnecting (up to %d attempts)", self.name, self.reconnect)
         for attempt in range(1, self.reconnect + 1):
             if stop.wait(delay):
                 return False
-            got = self._connect()
+            got = self._connect(quick=True)
             if got is not None:
                 self.cap, image = got
                 self._first = (self._index, image)
@@ -364,7 +412,7 @@ class URLSource(_CaptureSource):
                 self.counts["outage_s"] = round(self.counts["outage_s"] + outage, 3)
                 log.warning("%s: reconnected after %.1f s (attempt %d)", self.name, outage, attempt)
                 return True
-            delay = min(max(delay * 2, 0.1), self.reconnect_delay_max)
+            delay = min(max(delay * 2, 0.1), cap)
         self.counts["outages"] += 1
         self.counts["failed"] += 1
         self.counts["outage_s"] = round(self.counts["outage_s"] + time.monotonic() - lost, 3)
@@ -385,6 +433,34 @@ class URLSource(_CaptureSource):
                 continue
             yield self._make(*item)
         self.close()
+
+
+_CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# FFmpeg demuxer options of a reconnection: no frame-rate probing, a small probe.
+_QUICK_OPTIONS = "fpsprobesize;0|probesize;65536|analyzeduration;500000"
+_options_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quick_probe(quick: bool, timeout: float):
+    """Open with FFmpeg's quick-probe options (``quick``), given to OpenCV through its
+    ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` variable, which it reads when a capture opens. The
+    user's own options in that variable come after ours and win. Opens of every URL source
+    take a lock, so no open sees another's options."""
+    got = _options_lock.acquire(timeout=timeout)
+    user = os.environ.get(_CAPTURE_OPTIONS)
+    try:
+        if got and quick:
+            os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, [_QUICK_OPTIONS, user]))
+        yield
+    finally:
+        if got:
+            if quick:
+                if user is None:
+                    os.environ.pop(_CAPTURE_OPTIONS, None)
+                else:
+                    os.environ[_CAPTURE_OPTIONS] = user
+            _options_lock.release()
 
 
 class ImageSource(Source):
@@ -455,8 +531,8 @@ class ImageSource(Source):
 
 
 def open_source(spec: str | int | Path, source_id: int = 0, *, vid_stride: int = 1,
-                timeout: float = 10.0, reconnect: int = 5, reconnect_delay: float = 0.5,
-                reconnect_delay_max: float = 10.0) -> Source:
+                timeout: float = 10.0, reconnect: int = RECONNECT, reconnect_delay: float = 0.5,
+                reconnect_delay_max: float = RECONNECT_DELAY_MAX) -> Source:
     """Make and open the source ``spec`` names.
 
     ``spec``: a camera index (``0``), a URL (``rtsp://``, ``http(s)://``, ``udp://`` ...), a

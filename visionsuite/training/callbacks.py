@@ -12,13 +12,12 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
 from visionsuite.errors import UsageError
+from visionsuite.files import atomic_path
 from visionsuite.models import save_keras_model
 from visionsuite.training.checkpoint import RunState, write_checkpoint
 
@@ -107,14 +106,8 @@ def truncate_csv(path: Path, epochs: int) -> None:
 
 
 def _atomic_write(path: Path, write, newline=None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline=newline) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", newline=newline) as f:
+        write(f)
 
 
 def read_metrics_csv(path: Path) -> dict[str, list[float]]:
@@ -156,12 +149,6 @@ def write_curves(csv_path: Path, png_path: Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=png_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, png_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return png_path

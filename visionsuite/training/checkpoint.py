@@ -4,6 +4,10 @@ One ``.npz`` file (a zip of ``.npy`` arrays, read back with ``allow_pickle=False
 
 * ``model.<i>``: the model's weights in ``model.weights`` order;
 * ``optimizer.<i>``: the optimizer's variables (iterations, learning rate, moments, loss scale);
+* ``rng.<i>``: the states of the model's random-number generators (dropout, in-model
+  augmentation layers), so that a resumed run draws the same dropout masks as an
+  uninterrupted one (the data pipeline's order and augmentation need no state: they are
+  functions of the seed, the epoch and the batch);
 * ``meta``: JSON with the :class:`RunState` and the weight paths and shapes, checked on load.
 
 It is written to a temporary file in the same folder, flushed to disk and renamed over the
@@ -15,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from visionsuite.errors import ModelError
+from visionsuite.files import atomic_path
 
 FORMAT = 1
 
@@ -46,28 +50,33 @@ class RunState:
     stopped_early: bool = False
 
 
+def rng_variables(model) -> list:
+    """The model's variables that are not weights: the states of its seed generators."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def write_checkpoint(path: str | Path, model, optimizer, state: RunState) -> Path:
     """Write model weights, optimizer variables and ``state`` to ``path`` atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            weights = model.weights
-            arrays = {f"model.{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
-            store: dict = {}
-            optimizer.save_own_variables(store)
-            arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in store.items()})
-            meta = {"format": FORMAT, "state": dataclasses.asdict(state),
-                    "weights": [[w.path, list(w.shape)] for w in weights],
-                    "optimizer_variables": len(store)}
-            arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    weights = model.weights
+    arrays = {f"model.{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
+    store: dict = {}
+    optimizer.save_own_variables(store)
+    arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in store.items()})
+    meta = {"format": FORMAT, "state": dataclasses.asdict(state),
+            "weights": [[w.path, list(w.shape)] for w in weights],
+            "optimizer_variables": len(store)}
+    rng = rng_variables(model)
+    arrays.update({f"rng.{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+                   for i, v in enumerate(rng)})
+    meta["rng_variables"] = [v.path for v in rng]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -79,6 +88,7 @@ class Checkpoint:
     model_weights: list
     optimizer_store: dict
     weight_paths: list
+    rng_states: list = dataclasses.field(default_factory=list)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -93,9 +103,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             weights = [f[f"model.{i}"] for i in range(n_model)]
             store = {str(i): f[f"optimizer.{i}"] for i in range(meta["optimizer_variables"])}
             state = RunState(**meta["state"])
+            rng = [f[f"rng.{i}"] for i in range(len(meta.get("rng_variables", [])))]
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    return Checkpoint(state, weights, store, [p for p, _ in meta["weights"]])
+    return Checkpoint(state, weights, store, [p for p, _ in meta["weights"]], rng)
 
 
 def restore_model(checkpoint: Checkpoint, model, source: str) -> None:
@@ -107,6 +118,11 @@ def restore_model(checkpoint: Checkpoint, model, source: str) -> None:
                          f"({len(saved)} weights vs {len(shapes)}); resume with the run's own "
                          f"config.yaml")
     model.set_weights(checkpoint.model_weights)
+    rng = rng_variables(model)
+    if len(rng) == len(checkpoint.rng_states) and all(
+            tuple(v.shape) == tuple(a.shape) for v, a in zip(rng, checkpoint.rng_states)):
+        for v, a in zip(rng, checkpoint.rng_states):
+            v.assign(a)
 
 
 def restore_optimizer(checkpoint: Checkpoint, optimizer, variables, source: str) -> None:

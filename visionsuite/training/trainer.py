@@ -40,7 +40,7 @@ import numpy as np
 
 from visionsuite.config import save_yaml, to_dict
 from visionsuite.errors import DataError, UsageError
-from visionsuite.files import write_json_atomic
+from visionsuite.files import remove_stale_temps, write_json_atomic
 from visionsuite.models import (ModelMetadata, check_task, load_keras_model, read_keras_metadata,
                                 save_keras_model)
 from visionsuite.task import Dataset, Task
@@ -95,6 +95,18 @@ def _check_config(config) -> None:
                          f"finetune_lr_factor={config.finetune_lr_factor}")
     if config.resume and not config.name:
         raise UsageError("--resume needs the --name of the run to continue. Received: name=''")
+    # === Arguments that need no data: checked before any data is read ===
+    from visionsuite.backbones.registry import get_backbone_entry, resolve_arch
+
+    entry = get_backbone_entry(config.backbone)
+    resolve_arch(entry, dict(config.backbone_args))
+    if config.weights == "imagenet" and "imagenet" not in entry.pretrained:
+        raise UsageError(f"backbone {config.backbone!r} has no ImageNet weights; use "
+                         f"weights=None. Received: weights='imagenet'")
+    if config.weights not in (None, "", "imagenet"):
+        from visionsuite.backbones.weights import check_weights_file
+
+        check_weights_file(config.weights)
 
 
 def with_shared_options(task: Task, config) -> Task:
@@ -157,25 +169,41 @@ def _load(task: Task, path: str, split: str, config, classes=None) -> Dataset:
     return data
 
 
-def _run_dir(config, task_name: str, check: bool = True) -> Path:
+def _run_dir(config, task_name: str, check: bool = True) -> tuple[Path, bool]:
+    """The run directory and whether there is a checkpoint to resume from.
+
+    ``--resume`` of a run that died before its first checkpoint (or never started) starts it
+    from scratch, saying so."""
     name = config.name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.runs_dir) / task_name / name
     if config.resume:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise UsageError(f"cannot resume: no {CHECKPOINT} in {run_dir}. Received: name={name!r}")
-    elif check and run_dir.exists() and any(run_dir.iterdir()):
+        if (run_dir / CHECKPOINT).is_file():
+            return run_dir, True
+        if check:
+            log.warning("%s: no %s to resume from (the run %s before its first epoch ended); "
+                        "starting it from scratch", run_dir, CHECKPOINT,
+                        "stopped" if run_dir.exists() else "does not exist yet, or stopped")
+    elif check and run_dir.exists() and any(p for p in run_dir.iterdir()
+                                            if not p.name.startswith(".")):
         raise UsageError(f"run directory {run_dir} already exists; use --resume to continue it "
                          f"or another --name. Received: name={name!r}")
-    return run_dir
+    return run_dir, False
 
 
 def _remove_stale_temps(run_dir: Path) -> None:
     """Delete half-written temporary files a killed run left behind (the files they were
     meant to replace are intact: every write is a rename of a complete temporary file)."""
-    for pattern in (".checkpoint.*.tmp", ".best.*.keras", ".last.*.keras", ".metrics.*.csv",
-                    ".curves.*.png"):
-        for stale in run_dir.glob(pattern):
-            stale.unlink(missing_ok=True)
+    for stale in remove_stale_temps(run_dir):
+        log.info("removed a stale temporary file: %s", stale)
+
+
+def _release_iterators() -> None:
+    """Free the tf.data iterators an interrupted ``fit`` left behind (outside the ``except``
+    block, once its traceback is gone): their worker threads must stop before the
+    interpreter exits, or the process aborts."""
+    import gc
+
+    gc.collect()
 
 
 def _distributable(ds, batch_size: int, replicas: int, repeat: bool):
@@ -240,27 +268,51 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
     """
     import keras
 
-    from visionsuite.backbones import build_backbone
 
     _check_config(config)
     info = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs a fresh TF
     task = with_shared_options(task, config)
-    policy = resolve_precision(config.precision, info.device)
     keras.utils.set_random_seed(config.seed)
 
-    run_dir = _run_dir(config, task.name, check=info.is_chief)
+    run_dir, resuming = _run_dir(config, task.name, check=info.is_chief)
+    if info.is_chief:
+        from visionsuite.files import check_writable
+
+        check_writable(run_dir, "folder")  # before any data is read
     ckpt_path = run_dir / CHECKPOINT
-    checkpoint = read_checkpoint(ckpt_path) if config.resume else None
-    if checkpoint and info.is_chief:
+    checkpoint = read_checkpoint(ckpt_path) if resuming else None
+    if info.is_chief:  # any start in an existing run folder
         _remove_stale_temps(run_dir)
-    # Only the chief writes the run directory; other workers write to a scratch folder.
-    out_dir = run_dir if info.is_chief else Path(tempfile.mkdtemp(prefix="visionsuite-worker-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = None  # the highest folder this call creates, if any
+    if not run_dir.exists():
+        created = run_dir
+        while not created.parent.exists():
+            created = created.parent
+    try:
+        return _train(task, config, info, callbacks, run_dir, checkpoint)
+    except BaseException:
+        # A run that failed before its first checkpoint (bad data, bad weights, Ctrl-C while
+        # reading) leaves no empty run folder behind.
+        if info.is_chief and created is not None and not (run_dir / CHECKPOINT).exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _train(task, config, info, callbacks, run_dir: Path, checkpoint) -> TrainResult:
+    import keras
+
+    from visionsuite.backbones import build_backbone
+    from visionsuite.data.pipeline import pipeline_scope, sample_error
+
+    policy = resolve_precision(config.precision, info.device)
+    ckpt_path = run_dir / CHECKPOINT
 
     # === Data ===
-    train_set = _load(task, config.data, "train", config)
+    with pipeline_scope(strict=config.strict):
+        train_set = _load(task, config.data, "train", config)
     if config.val_data:
-        val_set = _load(task, config.val_data, "val", config, classes=train_set.classes)
+        with pipeline_scope(strict=config.strict):
+            val_set = _load(task, config.val_data, "val", config, classes=train_set.classes)
         if list(val_set.classes) != list(train_set.classes):
             raise DataError(f"{config.val_data}: classes {val_set.classes} differ from the "
                             f"training data's {train_set.classes}")
@@ -274,6 +326,8 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
 
     spec = task.input_spec()
     state = checkpoint.state if checkpoint else RunState()
+    # Only the chief writes the run directory; other workers write to a scratch folder.
+    out_dir = run_dir if info.is_chief else Path(tempfile.mkdtemp(prefix="visionsuite-worker-"))
     history: list[dict] = []
     with precision_scope(policy):
         # === Model ===
@@ -293,15 +347,23 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
 
         train_bs = _global_batch(len(train_set), config.batch_size, info.replicas)
         val_bs = _global_batch(len(val_set), config.batch_size, info.replicas)
-        train_ds = _distributable(
-            task.make_tf_dataset(train_set, batch_size=train_bs, training=True,
-                                  seed=config.seed), train_bs,
-            info.replicas, repeat=config.steps_per_epoch is not None)
-        val_ds = (_distributable(
-            task.make_tf_dataset(val_set, batch_size=val_bs, training=False), val_bs,
-            info.replicas, repeat=False) if len(val_set) else None)
-        steps = _steps(train_ds, len(train_set), train_bs, config.steps_per_epoch)
 
+        def train_dataset(start_epoch: int, steps: int):
+            # Data order and augmentation are pure functions of (seed, epoch, batch): a
+            # resumed run starts the stream where the interrupted one stopped.
+            with pipeline_scope(strict=config.strict, start_batch=start_epoch * steps):
+                ds = task.make_tf_dataset(train_set, batch_size=train_bs, training=True,
+                                          seed=config.seed)
+            return _distributable(ds, train_bs, info.replicas,
+                                  repeat=config.steps_per_epoch is not None)
+
+        with pipeline_scope(strict=config.strict):
+            val_ds = (_distributable(
+                task.make_tf_dataset(val_set, batch_size=val_bs, training=False), val_bs,
+                info.replicas, repeat=False) if len(val_set) else None)
+        steps = _steps(train_dataset(0, 1), len(train_set), train_bs, config.steps_per_epoch)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
         if info.is_chief:
             resolved = dict(to_dict(config), task=to_dict(task.config))
             save_yaml(resolved, run_dir / "config.yaml")
@@ -315,8 +377,7 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
         from visionsuite.training.callbacks import RunCallback, truncate_csv, write_curves
 
         csv_path = out_dir / "metrics.csv"
-        if checkpoint:
-            truncate_csv(csv_path, state.epoch)
+        truncate_csv(csv_path, state.epoch)  # a restart from scratch keeps only the header
         run_cb = RunCallback(
             state, monitor=monitor, best_path=out_dir / "best.keras",
             checkpoint_path=out_dir / CHECKPOINT, metadata=metadata,
@@ -351,14 +412,24 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
                     restore_optimizer(checkpoint, model.optimizer, model.trainable_variables,
                                       str(ckpt_path))
             state.phase = phase
+            train_ds = train_dataset(state.epoch, steps)
+            error = None
             with info.strategy.scope():
-                fit = model.fit(
-                    train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
-                    steps_per_epoch=(steps if config.steps_per_epoch or _is_infinite(train_ds)
-                                     else None),
-                    shuffle=False,  # the task's dataset shuffles
-                    callbacks=[*engine_callbacks, *callbacks],
-                    verbose=_verbose(config, info.is_chief))
+                try:
+                    fit = model.fit(
+                        train_ds, validation_data=val_ds, epochs=end, initial_epoch=state.epoch,
+                        steps_per_epoch=(steps if config.steps_per_epoch or _is_infinite(train_ds)
+                                         else None),
+                        shuffle=False,  # the task's dataset shuffles
+                        callbacks=[*engine_callbacks, *callbacks],
+                        verbose=_verbose(config, info.is_chief))
+                except Exception as exc:  # --strict: an unreadable sample, named
+                    error = sample_error(exc)
+                    if error is None:
+                        raise
+            if error is not None:
+                _release_iterators()
+                raise error
             n = len(next(iter(fit.history.values()), []))
             history += [{k: float(v[i]) for k, v in fit.history.items()} for i in range(n)]
 
@@ -371,7 +442,17 @@ def train(task: Task, config, *, callbacks: Sequence = ()) -> TrainResult:
         save_keras_model(model, best_path, metadata)
     best = load_keras_model(best_path)
     eval_set = val_set if len(val_set) else train_set
-    metrics = dict(task.evaluate(best, eval_set, out_dir, batch_size=config.batch_size))
+    error = None
+    try:
+        with pipeline_scope(strict=config.strict):
+            metrics = dict(task.evaluate(best, eval_set, out_dir, batch_size=config.batch_size))
+    except Exception as exc:
+        error = sample_error(exc)
+        if error is None:
+            raise
+    if error is not None:
+        _release_iterators()
+        raise error
     metrics["best_epoch"] = state.best_epoch
     if state.best is not None:
         metrics[f"best_{monitor}"] = float(state.best)
@@ -405,6 +486,8 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
     metadata = read_keras_metadata(model_path)
     task = task_for_model(metadata, task_name, overrides, source=str(model_path))
     model = load_keras_model(model_path)
+    from visionsuite.data.pipeline import pipeline_scope
+
     dataset = task.load_dataset(data, split="test", format=format, strict=strict,
                                 classes=list(metadata.classes))
     if not len(dataset):
@@ -415,7 +498,8 @@ def evaluate_model(task_name: str, model_path: str | Path, data: str | Path, *,
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
+    with pipeline_scope(strict=strict):  # --strict: an unreadable sample stops it, named
+        metrics = dict(task.evaluate(model, dataset, out, batch_size=batch_size))
     if out is not None:
         _merge_metrics_json(out / "metrics.json", metrics)
     return metrics
