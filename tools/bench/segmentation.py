@@ -9,7 +9,8 @@ Jobs (``--job``):
   (``labels`` uint8 at the head's 64x64, ``scores``), as ``visionsuite run
   --native-labels`` converts it;
   the engine on the full model (full-resolution ``probabilities``: bilinear resize of 21
-  channels and argmax per frame, as on ``main``) is timed too, as ``engine_full_outputs``. ``--int8`` adds the int8 stream variant (speed and
+  channels and argmax per frame, as on ``main``) is timed too, as ``engine_full_outputs``.
+  ``--int8`` adds the int8 stream variant (speed and
   label agreement with fp32 on the calibration frames).
 * ``person`` -- the default person model (MediaPipe selfie, 256 px), the README's main job
   (``visionsuite run segmentation --save ... --results ...`` on the 176x144 carphone clip,

@@ -126,7 +126,8 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str,
                        stream=False) -> Path:
     """``path`` (.keras) converted to ``target`` ("tflite" fp32 or "savedmodel"), cached
     beside it and rebuilt when the source's SHA-256 changes. ``stream``: the task's stream
-    variant (:meth:`~visionsuite.task.Task.stream_model`) instead, as ``<stem>.stream.fp32.tflite``."""
+    variant (:meth:`~visionsuite.task.Task.stream_model`) instead, as
+    ``<stem>.stream.fp32.tflite``."""
     from visionsuite.runtime import convert
 
     task = _stream_task(metadata, path, stream) if stream and target == "tflite" else None
