@@ -49,6 +49,11 @@ def link_samples(link_dir: Path) -> list[Path]:
     _link(samples.fashion_mnist_dir(), made[-1])
     made.append(link_dir / "imagenet_classes.txt")
     _link(samples.imagenet_class_names_file(), made[-1])
+    made.append(link_dir / "movenet_multipose.tflite")
+    _link(samples.movenet_multipose_tflite(), made[-1])
+    for name, path in samples.mni152_template().items():
+        made.append(link_dir / "mni152" / f"{name}.nii.gz")
+        _link(path, made[-1])
     return made
 
 

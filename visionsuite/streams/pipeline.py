@@ -385,6 +385,8 @@ class Stream:
                         "timestamp": frame.timestamp}
                 if frame.path is not None:
                     meta["path"] = frame.path
+                if frame.meta:
+                    meta.update(frame.meta)
                 t0 = time.perf_counter()
                 pushed = state.push(frame.image, meta)
                 while True:
@@ -688,7 +690,8 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
     Args:
         task: a task name (``"classification"``) or a Task instance.
         source: a source spec or a list of them: camera index, video file, URL (rtsp, http(s),
-            udp ...), image folder, glob or image file.
+            udp ...), image folder, glob or image file; the task's
+            :meth:`~visionsuite.task.Task.open_source` is asked first (volumes).
         model: a model reference (see :func:`visionsuite.runtime.load_runtime`); default: the
             task's ``default_model`` when it has one.
         runtime: "auto", "keras", "savedmodel" or "tflite".
@@ -739,6 +742,11 @@ def run(task, source, *, model=None, runtime: str = "auto", threads: int | None 
             if isinstance(spec, Source):
                 spec.source_id = i
                 opened.append(spec.open())
+                continue
+            own = task_obj.open_source(spec, i)  # a source the task reads itself (volumes)
+            if own is not None:
+                own.source_id = i
+                opened.append(own.open())
                 continue
             opened.append(open_source(spec, i, vid_stride=vid_stride, timeout=timeout,
                                       reconnect=reconnect, reconnect_delay=reconnect_delay,

@@ -97,13 +97,17 @@ class Frame:
     timestamp: float
     # (float) time.perf_counter() when the frame was decoded: capture-to-result latency starts here
     captured: float
-    # (np.ndarray) BGR uint8 (H, W, 3)
+    # (np.ndarray) BGR uint8 (H, W, 3); a task's own source (Task.open_source) may give
+    # other arrays its state takes, e.g. a (D, H, W, C) volume
     image: np.ndarray
     # (str | None) the image file, for folder and glob sources
     path: str | None = None
     # (int) how many times the source had reconnected when the frame was read: the stream
     # engine starts a fresh per-source state when it changes
     segment: int = 0
+    # (dict) more about the item from a task's own source (e.g. a volume's affine); merged
+    # into the meta the per-source state's push receives
+    meta: dict = dataclasses.field(default_factory=dict)
 
 
 class Source(abc.ABC):

@@ -332,18 +332,24 @@ def _train(task, config, info, callbacks, run_dir: Path, checkpoint) -> TrainRes
     with precision_scope(policy):
         # === Model ===
         with info.strategy.scope():
-            backbone = build_backbone(config.backbone, backbone_input_shape(spec),
-                                      weights=config.weights,
-                                      **config.backbone_args)
+            # the registry backbones are 2D: a volume (DHWC) task builds its own 3D network
+            backbone = None if spec.layout == "DHWC" else build_backbone(
+                config.backbone, backbone_input_shape(spec), weights=config.weights,
+                **config.backbone_args)
+            if backbone is None:
+                log.info("%s: DHWC input; no registry backbone (the task builds a 3D network)",
+                         task.name)
             model = task.build_model(backbone, classes)
         if checkpoint:
             restore_model(checkpoint, model, str(ckpt_path))
         metadata = ModelMetadata(
             task=task.name, classes=tuple(classes), input_spec=spec,
-            outputs=tuple(task.output_specs()), backbone=config.backbone,
+            outputs=tuple(task.output_specs()),
+            backbone=config.backbone if backbone is not None else None,
             task_config=to_dict(task.config),
             extra={"preprocessing": to_dict(backbone.spec.preprocessing),
-                   "backbone_args": to_dict(backbone.spec.arch), "precision": policy})
+                   "backbone_args": to_dict(backbone.spec.arch), "precision": policy}
+            if backbone is not None else {"precision": policy})
 
         train_bs = _global_batch(len(train_set), config.batch_size, info.replicas)
         val_bs = _global_batch(len(val_set), config.batch_size, info.replicas)
@@ -401,8 +407,9 @@ def _train(task, config, info, callbacks, run_dir: Path, checkpoint) -> TrainRes
             if state.epoch >= end or state.stopped_early:
                 continue
             # A frozen BatchNormalization layer runs in inference mode in Keras 3.
-            backbone.model.trainable = phase != "frozen"
-            if phase == "finetune" and not config.finetune_batchnorm:
+            if backbone is not None:
+                backbone.model.trainable = phase != "frozen"
+            if backbone is not None and phase == "finetune" and not config.finetune_batchnorm:
                 _freeze_batchnorm(backbone.model)
             with info.strategy.scope():
                 optimizer = make_optimizer(config, lr, steps, end - start)
