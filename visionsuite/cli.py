@@ -261,7 +261,8 @@ def evaluate_cmd(ctx, task, model, data, fmt, batch_size, out, strict, overrides
 @click.option("--runtime", type=click.Choice(["auto", "keras", "savedmodel", "tflite", "onnx"]),
               default="auto", show_default=True,
               help="auto: fp32 TFLite on CPU, a compiled tf.function on GPU.")
-@click.option("--threads", type=int, help="TFLite interpreter threads (default 1).")
+@click.option("--threads", type=int, help="TFLite interpreter threads (default: chosen by the "
+              "engine from the measured stage costs and the core count).")
 @click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option("--vid-stride", type=int, default=1, show_default=True,
               help="Decode every Nth video frame (the others are only grabbed).")

@@ -342,6 +342,17 @@ class Task(abc.ABC):
         text = json.dumps(record, default=str)
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
+    def stream_model(self, model):
+        """Optional: an inference variant of the Keras ``model`` whose outputs are what the
+        stream's ``postprocess`` needs, computed inside the graph (e.g. class ids at the
+        head's native resolution instead of full-resolution probabilities), as
+        ``(keras.Model, output specs)``; the runtime converts it for ``visionsuite run``
+        (cached beside the model), while evaluation and ``export`` keep ``model``. Called
+        with ``model=None`` first: return ``None`` when this task, as configured, makes no
+        variant, anything else when it does (so the model is loaded only then).
+        Default: ``None`` (the stream runs ``model`` itself)."""
+        return None
+
     def parity(self, reference: Mapping[str, np.ndarray],
                candidate: Mapping[str, np.ndarray]) -> dict:
         """How closely an exported model (``candidate`` outputs) matches the Keras model

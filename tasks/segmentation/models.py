@@ -267,3 +267,60 @@ def build_head(head: str, backbone, num_classes: int, *, channels: int, output_s
         return unet(backbone, num_classes, channels=channels, dropout=dropout)
     raise UsageError(f"unknown segmentation head. Choose from: {', '.join(HEADS)}. "
                      f"Received: head={head!r}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassIds(keras.layers.Layer):
+    """The argmax over the last axis as uint8 class ids ``(N, H, W)`` (at most 256 classes).
+
+    Example:
+        >>> labels = ClassIds(name="labels")(logits)
+    """
+
+    def call(self, x):
+        if keras.backend.backend() == "tensorflow":  # keras' argmax adds ops TFLite lacks
+            import tensorflow as tf
+
+            return tf.cast(tf.argmax(x, axis=-1, output_type=tf.int32), tf.uint8)
+        return ops.cast(ops.argmax(x, axis=-1), "uint8")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+def stream_model(model):
+    """The stream (inference) variant of a segmentation model built here: the same weights,
+    with the work that a video stream needs done inside the graph at the head's native
+    resolution, before any upsampling.
+
+    Outputs ``{"labels": uint8 class ids (N, h, w), "scores": float32 class probabilities
+    (N, h, w, C)}`` where ``(h, w)`` is the resolution of the logits before the final
+    ``logits_up`` resize (1/8 of the input for LR-ASPP, 1/4 for DeepLabV3+ and U-Net). The
+    task's ``postprocess`` resizes the uint8 labels once to the frame (or, with temporal
+    smoothing, averages the small ``scores`` and resizes their argmax; a two-class model's
+    class-1 margin is resized as one float channel). The full-resolution ``probabilities``
+    stay in the original model, which evaluation and ``export`` use.
+
+    Args:
+        model: a model from :func:`build_head` (a layer ``logits_up`` resizing the logits and
+            a ``probabilities`` softmax), or one whose logits are already at the input size.
+
+    Returns:
+        A new ``keras.Model`` sharing the layers (and weights) of ``model``.
+
+    Example:
+        >>> fast = stream_model(keras.models.load_model("best.keras"))
+    """
+    try:
+        logits = model.get_layer("logits_up").input
+    except ValueError:  # no upsampling: the softmax's input is already at full resolution
+        logits = model.get_layer("probabilities").input
+    if isinstance(logits, (list, tuple)):
+        logits = logits[0]
+    labels = ClassIds(name="labels")(logits)
+    scores = keras.layers.Softmax(axis=-1, dtype="float32", name="scores")(logits)
+    return keras.Model(model.inputs, {"labels": labels, "scores": scores},
+                       name=f"{model.name}_stream")
+
+
+STREAM_OUTPUTS = ("labels", "scores")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,53 +30,104 @@ def background_index(classes: Sequence[str]) -> int | None:
     return None
 
 
+_scratch = threading.local()  # per rendering thread: buffers reused across frames
+
+
+def _buffer(name: str, shape: tuple) -> np.ndarray:
+    """A uint8 scratch array of ``shape`` kept for the calling thread (reused frame after
+    frame; never handed out)."""
+    cache = _scratch.__dict__.setdefault("buffers", {})
+    buf = cache.get(name)
+    if buf is None or buf.shape != shape:
+        buf = cache[name] = np.empty(shape, np.uint8)
+    return buf
+
+
+def color_lut(colors_rgb: np.ndarray) -> np.ndarray:
+    """An OpenCV lookup table ``(256, 1, 3)`` uint8 mapping class id -> BGR colour."""
+    lut = np.zeros((256, 1, 3), np.uint8)
+    lut[: len(colors_rgb), 0] = np.asarray(colors_rgb, np.uint8)[:, ::-1]  # RGB -> BGR
+    return lut
+
+
 def overlay(image_bgr: np.ndarray, mask: np.ndarray, colors_rgb: np.ndarray, *,
             alpha: float = 0.5, skip: int | None = None) -> np.ndarray:
-    """Blend class colours over ``image_bgr`` where ``mask`` (class indices, same size)
-    is not ``skip``; ``alpha`` is the colour's opacity."""
-    out = np.ascontiguousarray(image_bgr).copy()
+    """Blend class colours over ``image_bgr`` where ``mask`` (uint8 class indices, same
+    size) is not ``skip``; ``alpha`` is the colour's opacity. A new array is returned.
+
+    All in uint8 with OpenCV: the class colours come from a lookup table, ``addWeighted``
+    blends, and the blend is copied into the output only where a class is painted; the
+    scratch images are reused across frames (no per-frame float arrays)."""
+    import cv2
+
+    out = np.array(image_bgr, dtype=np.uint8, order="C", copy=True)
     if alpha <= 0:
         return out
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(colors_rgb)] = np.asarray(colors_rgb, np.uint8)[:, ::-1]  # RGB -> BGR
-    painted = lut[mask]
-    keep = np.ones(mask.shape, bool) if skip is None else mask != skip
-    if keep.any():
-        blend = (out[keep].astype(np.float32) * (1.0 - alpha)
-                 + painted[keep].astype(np.float32) * alpha)
-        out[keep] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    mask = np.ascontiguousarray(mask, np.uint8)
+    shape = out.shape
+    mask3 = _buffer("mask3", shape)
+    cv2.merge((mask, mask, mask), dst=mask3)
+    painted = _buffer("painted", shape)
+    cv2.LUT(mask3, color_lut(colors_rgb), dst=painted)
+    blend = _buffer("blend", shape)
+    cv2.addWeighted(out, 1.0 - alpha, painted, alpha, 0.0, dst=blend)
+    if skip is None:
+        out[...] = blend
+    else:
+        keep = _buffer("keep", shape[:2])
+        cv2.compare(mask, int(skip), cv2.CMP_NE, dst=keep)
+        cv2.copyTo(blend, keep, out)
     return out
+
+
+_legends: dict = {}
 
 
 def draw_legend(image_bgr: np.ndarray, names: Sequence[str], colors_rgb: np.ndarray,
                 fractions: Sequence[float] | None = None) -> np.ndarray:
-    """Draw a legend (colour swatch, name, area %) top-left on a filled box; in place."""
+    """Draw a legend (colour swatch, name, area %) top-left on a filled box; in place. The
+    legend is drawn once per distinct content and image height, then pasted."""
+    if not len(names):
+        return image_bgr
+    labels = tuple(f"{n} {100 * f:.1f}%" if fractions is not None else str(n)
+                   for n, f in zip(names, fractions if fractions is not None
+                                   else [0] * len(names)))
+    colors = tuple(tuple(int(v) for v in np.asarray(c)) for c in colors_rgb)
+    key = (labels, colors, image_bgr.shape[0], image_bgr.shape[1])
+    patch = _legends.get(key)
+    if patch is None:
+        patch = _draw_legend_patch(labels, colors, image_bgr.shape[0], image_bgr.shape[1])
+        if len(_legends) > 64:
+            _legends.clear()
+        _legends[key] = patch
+    (x0, y0), img = patch
+    image_bgr[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
+    return image_bgr
+
+
+def _draw_legend_patch(labels, colors, h: int, w: int):
+    """The legend box as ``((x0, y0), BGR image)`` for an image of ``h`` x ``w``."""
     import cv2
 
-    out = image_bgr
-    if not len(names):
-        return out
-    h = out.shape[0]
     scale = max(0.35, h / 900.0)
     thickness = max(1, int(round(scale * 2)))
     font = cv2.FONT_HERSHEY_SIMPLEX
-    labels = [f"{n} {100 * f:.1f}%" if fractions is not None else str(n)
-              for n, f in zip(names, fractions if fractions is not None else [0] * len(names))]
     sizes = [cv2.getTextSize(t, font, scale, thickness)[0] for t in labels]
     pad = max(2, int(4 * scale))
     line_h = max(s[1] for s in sizes) + 2 * pad
     swatch = line_h - 2 * pad
     width = swatch + 3 * pad + max(s[0] for s in sizes)
     x0, y0 = 6, 6
-    x1, y1 = min(x0 + width, out.shape[1] - 1), min(y0 + line_h * len(labels) + pad, h - 1)
-    cv2.rectangle(out, (x0, y0), (x1, y1), (32, 32, 32), thickness=-1)
-    for k, (label, color) in enumerate(zip(labels, colors_rgb)):
-        top = y0 + pad + k * line_h
-        bgr = tuple(int(v) for v in np.asarray(color)[::-1])
-        cv2.rectangle(out, (x0 + pad, top), (x0 + pad + swatch, top + swatch), bgr, thickness=-1)
-        cv2.putText(out, label, (x0 + 2 * pad + swatch, top + swatch), font, scale,
+    x1, y1 = min(x0 + width, w - 1), min(y0 + line_h * len(labels) + pad, h - 1)
+    box = np.empty((max(0, y1 - y0 + 1), max(0, x1 - x0 + 1), 3), np.uint8)
+    box[...] = (32, 32, 32)
+    for k, (label, color) in enumerate(zip(labels, colors)):
+        top = pad + k * line_h
+        bgr = tuple(int(v) for v in color[::-1])
+        cv2.rectangle(box, (pad, top), (pad + swatch, top + swatch), bgr, thickness=-1)
+        cv2.putText(box, label, (2 * pad + swatch, top + swatch), font, scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
-    return out
+    return (x0, y0), box
 
 
 def write_palette_png(mask: np.ndarray, classes: Sequence[str], path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from visionsuite.errors import DataError, ModelError, UsageError
 from visionsuite.files import write_json_atomic
 from visionsuite.specs import OutputSpec
+from visionsuite.streams.state import FrameState
 from visionsuite.task import REPORT_NAME, Dataset, ImageTask, ImageTaskConfig, Prediction, TaskOption
 from visionsuite_tasks.segmentation import readers
 from visionsuite_tasks.segmentation.readers import IGNORE
@@ -49,6 +50,11 @@ class SegmentationConfig(ImageTaskConfig):
     # (float) temporal smoothing of class probabilities across frames of a stream: weight
     # of the previous frames' average (EMA), in [0, 1); 0 = off
     smoothing: float = 0.0
+    # (bool) streams run the model's stream variant: uint8 class ids (and low-resolution
+    # scores) at the head's native resolution, resized once to the frame -- several times
+    # less work per frame; mask edges may move by up to one head stride (8 px of the input
+    # for LR-ASPP). Off: the full-resolution probabilities, as evaluation sees them
+    native_labels: bool = False
     # (float) opacity of the coloured overlay, in [0, 1]
     alpha: float = 0.5
     # (bool) draw the legend (class colours and area fractions)
@@ -128,6 +134,9 @@ class SegmentationTask(ImageTask):
                                 "EMA weight of the past in [0, 1)", flag="--smooth"),
         TaskOption("legend", "draw the legend (--no-legend: off)"),
         TaskOption("mask_dir", "folder for one palette PNG mask per frame or image"),
+        TaskOption("native_labels", "run the model's stream variant: class ids at the head's "
+                                    "native resolution, resized once (faster; edges move by "
+                                    "up to one head stride)"),
     )
 
     def output_specs(self):
@@ -290,36 +299,78 @@ class SegmentationTask(ImageTask):
 
     def new_state(self, source, spec, classes):
         """One frame -> one mask; with ``smoothing`` the class probabilities are averaged
-        over the frames of the source (EMA), restarted with the state."""
-        from visionsuite.streams.state import FrameState
+        over the frames of the source (EMA), restarted with the state: the low-resolution
+        ``scores`` of a stream model, else ``probabilities``."""
+        return _SegmentationState(self, source, spec, classes,
+                                  smooth={"scores": self.config.smoothing,
+                                          "probabilities": self.config.smoothing})
 
-        return FrameState(self, source, spec, classes,
-                          smooth={"probabilities": self.config.smoothing})
+    def stream_model(self, model):
+        """With ``native_labels``: :func:`~visionsuite_tasks.segmentation.models.stream_model`,
+        uint8 ``labels`` and ``scores`` at the head's native resolution (``None`` when the
+        option is off, or for a model not built by :meth:`build_model`)."""
+        from visionsuite_tasks.segmentation.models import stream_model
+
+        if not self.config.native_labels:
+            return None
+        if model is None:  # the runtime asks whether there will be a variant
+            return True
+        try:
+            fast = stream_model(model)
+        except (ValueError, AttributeError, TypeError):
+            return None
+        return fast, (OutputSpec("labels", (None, None), "uint8"),
+                      OutputSpec("scores", (None, None, None)))
 
     def postprocess(self, outputs, meta: dict, classes: Sequence[str]):
-        """Class probabilities ``(S, S, C)`` (output ``probabilities``) -> a
-        :class:`SegmentationPrediction` at the image's size (``meta["height"]``,
-        ``meta["width"]``). A two-class model may output one sigmoid channel ``(S, S, 1)``:
-        the probability of class 1."""
-        import cv2
+        """Model outputs -> a :class:`SegmentationPrediction` at the image's size
+        (``meta["height"]``, ``meta["width"]``). The outputs it reads, cheapest first (see
+        :func:`~visionsuite_tasks.segmentation.models.stream_model`):
 
-        if len(outputs) != 1:
-            raise ModelError(f"a segmentation model has one output. Received: {sorted(outputs)}")
-        probs = np.asarray(next(iter(outputs.values())), dtype=np.float32)
-        if probs.ndim == 4 and probs.shape[0] == 1:
-            probs = probs[0]
-        if probs.ndim == 3 and probs.shape[-1] == 1 and len(classes) == 2:
-            probs = np.concatenate([1.0 - probs, probs], axis=-1)  # one sigmoid channel
-        if probs.ndim != 3 or probs.shape[-1] != len(classes):
-            raise ModelError(f"a segmentation model outputs (H, W, {len(classes)}) class "
-                             f"probabilities. Received: shape={tuple(probs.shape)}")
-        h, w = int(meta.get("height", probs.shape[0])), int(meta.get("width", probs.shape[1]))
-        if (h, w) != probs.shape[:2]:  # upsample probabilities, not labels: smooth edges
-            probs = cv2.resize(probs, (w, h), interpolation=cv2.INTER_LINEAR)
-            if probs.ndim == 2:  # cv2 drops a single channel axis
-                probs = probs[..., None]
-        mask = probs.argmax(axis=-1).astype(np.uint8)
-        counts = np.bincount(mask.reshape(-1), minlength=len(classes))[: len(classes)]
+        * ``labels`` -- uint8 class ids at any resolution (the head's native one): one
+          nearest-neighbour resize of the label map to the image; with ``smoothing``,
+          ``scores`` is averaged instead and its argmax resized the same way;
+        * ``scores`` of a two-class model, or one channel ``(S, S, 1)`` of class-1 probability
+          (MediaPipe's selfie model): one float channel (the class-1 margin) is resized
+          bilinearly and thresholded -- the same mask as the argmax of the two resized
+          channels, for the price of one;
+        * ``probabilities`` ``(S, S, C)`` (every model; evaluation reads it): resized bilinearly
+          to the image, then argmax (smooth edges, the most work).
+        """
+        if not outputs:
+            raise ModelError("a segmentation model has at least one output. Received: {}")
+        n = len(classes)
+        h, w = int(meta.get("height", 0)), int(meta.get("width", 0))
+        if "labels" in outputs and not (self.config.smoothing and "scores" in outputs) \
+                and not (n == 2 and "scores" in outputs):
+            labels = _squeeze(outputs["labels"])
+            if labels.ndim != 2:
+                raise ModelError(f"a segmentation model's labels are (H, W) class ids. "
+                                 f"Received: shape={tuple(labels.shape)}")
+            mask = _resize_labels(np.asarray(labels).astype(np.uint8, copy=False), h, w)
+        else:
+            name = ("scores" if "scores" in outputs else "probabilities" if "probabilities"
+                    in outputs else next(iter(outputs)))
+            probs = _squeeze(np.asarray(outputs[name], dtype=np.float32))
+            if probs.ndim == 3 and probs.shape[-1] in (1, 2) and n == 2:
+                # one class-1 margin channel: argmax of two channels == margin > 0
+                margin = (probs[..., 0] - 0.5 if probs.shape[-1] == 1
+                          else probs[..., 1] - probs[..., 0])
+                mask = _threshold(_resize_float(np.ascontiguousarray(margin), h, w))
+            elif probs.ndim != 3 or probs.shape[-1] != n:
+                raise ModelError(f"a segmentation model outputs (H, W, {n}) class "
+                                 f"probabilities. Received: shape={tuple(probs.shape)}")
+            elif name == "scores":  # low resolution: argmax there, one uint8 resize
+                mask = _resize_labels(probs.argmax(axis=-1).astype(np.uint8), h, w)
+            else:  # full resolution: upsample probabilities, not labels (smooth edges)
+                if (h or probs.shape[0], w or probs.shape[1]) != probs.shape[:2]:
+                    import cv2
+
+                    probs = cv2.resize(probs, (w, h), interpolation=cv2.INTER_LINEAR)
+                    if probs.ndim == 2:
+                        probs = probs[..., None]
+                mask = probs.argmax(axis=-1).astype(np.uint8)
+        counts = np.bincount(mask.reshape(-1), minlength=n)[:n]
         fractions = (counts / max(mask.size, 1)).tolist()
         return SegmentationPrediction(classes=list(classes), mask=mask, fractions=fractions,
                                       meta=dict(meta))
@@ -368,3 +419,42 @@ class SegmentationTask(ImageTask):
         from visionsuite_tasks.segmentation.render import MaskSink
 
         return [MaskSink(self.config.mask_dir)] if self.config.mask_dir else []
+
+
+class _SegmentationState(FrameState):
+    """A :class:`~visionsuite.streams.state.FrameState` that smooths ``scores`` when the
+    model has them (a stream model) and ``probabilities`` otherwise, never both."""
+
+    def merge(self, outputs, ctx):
+        if self.smooth and "scores" in outputs and "probabilities" in self.smooth:
+            self.smooth.pop("probabilities")
+        return super().merge(outputs, ctx)
+
+
+def _squeeze(a):
+    a = np.asarray(a)
+    return a[0] if a.ndim == 4 and a.shape[0] == 1 else a
+
+
+def _resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """One nearest-neighbour resize of a uint8 label map to ``(h, w)`` (0 keeps a side)."""
+    h, w = h or labels.shape[0], w or labels.shape[1]
+    if (h, w) == labels.shape:
+        return np.ascontiguousarray(labels)
+    import cv2
+
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _resize_float(channel: np.ndarray, h: int, w: int) -> np.ndarray:
+    h, w = h or channel.shape[0], w or channel.shape[1]
+    if (h, w) == channel.shape:
+        return channel
+    import cv2
+
+    return cv2.resize(channel, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _threshold(margin: np.ndarray) -> np.ndarray:
+    """uint8 mask: 1 where ``margin > 0``."""
+    return (margin > 0).view(np.uint8)

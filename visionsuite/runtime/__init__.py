@@ -27,6 +27,7 @@ model can run as any of them; the conversions are cached the same way).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -99,13 +100,49 @@ def _kind(path: Path) -> str:
     return "tflite" if path.suffix == ".tflite" else "keras"
 
 
-def _cached_conversion(path: Path, metadata: ModelMetadata, target: str) -> Path:
+def _stream_task(metadata: ModelMetadata, source: Path, task=None):
+    """``task`` (default: the model's task as saved) when its class defines a stream variant
+    (:meth:`Task.stream_model`), else ``None`` (decided without loading the model)."""
+    from visionsuite.plugins import task_for_model
+    from visionsuite.task import Task
+
+    if not isinstance(task, Task):
+        try:
+            task = task_for_model(metadata, None, source=str(source))
+        except Exception:  # an unknown task: the plain model runs
+            return None
+    return task if type(task).stream_model is not Task.stream_model else None
+
+
+def _stream_variant(task, model, metadata: ModelMetadata, probe: bool = False):
+    """``(variant model, metadata with its outputs)`` or ``None``; ``probe``: only whether
+    the task, as configured, makes one (``task.stream_model(None)``, without a model)."""
+    if probe:
+        return True if task.stream_model(None) is not None else None
+    made = task.stream_model(model)
+    if made is None:
+        return None
+    variant, outputs = made
+    return variant, dataclasses.replace(metadata, outputs=tuple(outputs))
+
+
+def _cached_conversion(path: Path, metadata: ModelMetadata, target: str,
+                       stream=False) -> Path:
     """``path`` (.keras) converted to ``target`` ("tflite" fp32 or "savedmodel"), cached
-    beside it and rebuilt when the source's SHA-256 changes."""
+    beside it and rebuilt when the source's SHA-256 changes. ``stream``: the task's stream
+    variant (:meth:`~visionsuite.task.Task.stream_model`) instead, as
+    ``<stem>.stream.fp32.tflite``."""
     from visionsuite.runtime import convert
 
+    task = _stream_task(metadata, path, stream) if stream and target == "tflite" else None
+    if task is not None and _stream_variant(task, None, metadata, probe=True) is None:
+        task = None  # the task, as configured, makes no variant: nothing to load
+    if stream and task is None:
+        return _cached_conversion(path, metadata, target)
     digest = convert.file_sha256(path)
     name = f"{path.stem}.fp32.tflite" if target == "tflite" else f"{path.stem}.savedmodel"
+    if task is not None:
+        name = f"{path.stem}.stream.fp32.tflite"
     candidates = [path.parent / name]
     from visionsuite.assets import cache_dir
 
@@ -121,9 +158,15 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str) -> Path
     from visionsuite.models import load_keras_model
 
     model = load_keras_model(path)  # first: a model that cannot load fails in one line
+    if task is not None:
+        made = _stream_variant(task, model, metadata)
+        if made is None:
+            return _cached_conversion(path, metadata, target)
+        model, metadata = made
     log.warning("converting %s to %s (once; cached as %s)", path, target, out)
     meta = convert.with_extra(metadata, source_sha256=digest, source=path.name,
-                              format=target, quantize=None)
+                              format=target, quantize=None,
+                              **({"variant": "stream"} if task is not None else {}))
     if target == "tflite":
         convert.write_tflite(out, convert.keras_to_tflite(model, meta))
     else:
@@ -132,7 +175,7 @@ def _cached_conversion(path: Path, metadata: ModelMetadata, target: str) -> Path
 
 
 def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | None = None,
-                 batch_size: int = 1) -> InferenceModel:
+                 batch_size: int = 1, stream=False) -> InferenceModel:
     """Load a model for inference.
 
     Args:
@@ -141,6 +184,11 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
         runtime: "auto", "keras", "savedmodel", "tflite" or "onnx" (``.onnx`` files only).
         threads: TFLite / ONNX Runtime threads (default 1); ignored by the other runtimes.
         batch_size: frames per call the model is prepared for.
+        stream: for a ``.keras`` model under the ``keras`` or ``tflite`` runtime, run its
+            task's stream variant when the task makes one (:meth:`Task.stream_model`:
+            outputs the stream's ``postprocess`` reads cheaply, e.g. a segmentation model's
+            uint8 ``labels`` with ``native_labels`` on): ``True`` asks the task saved in the
+            model, a Task instance asks that one (:func:`visionsuite.run` passes its task).
 
     Returns:
         An :class:`InferenceModel`: ``.metadata`` and ``model(batch) -> numpy``.
@@ -165,13 +213,18 @@ def load_runtime(model_ref: str | Path, runtime: str = "auto", threads: int | No
     if runtime == "keras":
         from visionsuite.models import load_keras_model
 
-        return KerasModel(load_keras_model(path), metadata, path, batch_size)
+        model = load_keras_model(path)
+        task = _stream_task(metadata, path, stream) if stream else None
+        made = _stream_variant(task, model, metadata) if task is not None else None
+        if made is not None:
+            model, metadata = made
+        return KerasModel(model, metadata, path, batch_size)
     if runtime == "savedmodel":
         if kind == "keras":
             path = _cached_conversion(path, metadata, "savedmodel")
         return SavedModelModel(path, metadata, batch_size)
     if kind == "keras":
-        path = _cached_conversion(path, metadata, "tflite")
+        path = _cached_conversion(path, metadata, "tflite", stream=stream)
     elif kind == "savedmodel":
         raise UsageError(f"convert a .keras model to TFLite with `visionsuite export`; a "
                          f"SavedModel runs with --runtime savedmodel. Received: model={model_ref}")

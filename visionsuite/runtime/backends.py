@@ -157,21 +157,37 @@ class TFLiteModel(InferenceModel):
     """A ``.tflite`` model run by ``ai-edge-litert`` (XNNPACK delegate on CPU).
 
     Args:
-        threads: interpreter threads (default 1: as fast as 2 for one frame on a small
-            CPU, and it leaves a core for the other pipeline stages).
+        threads: interpreter threads (default 1; the stream engine picks a number from its
+            measured stage costs and the core count when none is given, see
+            :attr:`threads_given` and :meth:`set_threads`).
     """
 
     runtime = "tflite"
 
     def __init__(self, path, metadata, batch_size=1, threads=None):
         super().__init__(metadata, path, batch_size)
-        from ai_edge_litert.interpreter import Interpreter
-
+        # (bool) whether the caller chose the thread count (the engine then keeps it)
+        self.threads_given = threads is not None
         self.threads = int(threads or 1)
         if self.threads < 1:
             raise UsageError(f"threads must be >= 1. Received: threads={threads}")
+        self._load(path, self.threads)
+
+    def set_threads(self, threads: int) -> None:
+        """Rebuild the interpreter with ``threads`` threads (same model and batch size). Call
+        it from the thread that runs the model, between calls."""
+        threads = int(threads)
+        if threads < 1:
+            raise UsageError(f"threads must be >= 1. Received: threads={threads}")
+        if threads != self.threads:
+            self._load(self.source, threads)
+            self.threads = threads
+
+    def _load(self, path, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
         try:
-            self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
+            self._interp = Interpreter(model_path=str(path), num_threads=threads)
             inp = self._interp.get_input_details()
             if len(inp) != 1:
                 raise ModelError(f"{path}: expected one input tensor. Received: {len(inp)}")

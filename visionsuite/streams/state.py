@@ -95,7 +95,9 @@ class FrameState(State):
     Args:
         smooth: ``{output name: weight of the past}`` -- an exponential moving average of
             those outputs across the frames of this source (e.g. class probabilities), in
-            ``[0, 1)``; the average restarts when the output's shape changes.
+            ``[0, 1)``; the average restarts when the output's shape changes. Names the
+            model does not output are skipped (a task may name the low-resolution output of
+            a fast model variant and the full-resolution one of others).
     """
 
     def __init__(self, task, source, spec, classes, smooth: Mapping[str, float] | None = None):
@@ -115,6 +117,8 @@ class FrameState(State):
         if self.smooth:
             outputs = dict(outputs)
             for name, s in self.smooth.items():
+                if name not in outputs:
+                    continue
                 value = np.asarray(outputs[name], np.float32)
                 prev = self._ema.get(name)
                 if prev is not None and prev.shape == value.shape:
