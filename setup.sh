@@ -74,10 +74,10 @@ fi
 stamp=.venv/.visionsuite-install
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  say "pip install -e .[test]  (first time: ~850 MB download, a few minutes)"
+  say "pip install -e .[test,onnx]  (first time: ~850 MB download, a few minutes)"
   pipq=(); [ "$quiet" = 1 ] && pipq=(-q)
   [ -n "${CI:-}" ] && export PIP_PROGRESS_BAR=off
-  .venv/bin/python -m pip install "${pipq[@]}" -e ".[test]"
+  .venv/bin/python -m pip install "${pipq[@]}" -e ".[test,onnx]"
   if [ ! -f .venv/.visionsuite-gui-opencv ]; then
     .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check >&2; exit 1; }
   fi
