@@ -410,11 +410,11 @@ def predict_cmd(ctx, task, images, model, runtime, threads, overrides, out):
     """
     from visionsuite.predict import predict, task_overrides
 
-    # task options are parsed with the images: split them off (values follow their flag)
-    images, args = _split_task_args(_task(task), list(images) + list(ctx.args))
+    # task options arrive mixed with the images (values follow their flag)
+    words, images = list(images) + list(ctx.args), []
+    options = task_overrides(task, overrides, words, positionals=images)
     if not images:
         raise UsageError("predict needs image files, folders or globs. Received: none")
-    options = task_overrides(task, overrides, args)
     _tensorflow()
     if model is None:
         model = _task(task)().default_model()  # Task contract: a model reference or None
@@ -427,28 +427,6 @@ def predict_cmd(ctx, task, images, model, runtime, threads, overrides, out):
         n += 1
     if out:
         click.echo(f"{n} predictions written to {out}", err=True)
-
-
-def _split_task_args(cls, words: list[str]) -> tuple[list[str], list[str]]:
-    """``predict``'s positional images and the task options mixed among them."""
-    import dataclasses
-
-    booleans = {f.name for f in dataclasses.fields(cls.Config) if f.type in (bool, "bool")}
-    flags = {o.cli_flag: o.key for o in cls.options}
-    images, args, i = [], [], 0
-    while i < len(words):
-        word = words[i]
-        if word.startswith("--"):
-            flag = word.partition("=")[0]
-            key = flags.get(flag) or flags.get("--" + flag[5:] if flag.startswith("--no-") else "")
-            takes_value = "=" not in word and key is not None and key not in booleans \
-                and not flag.startswith("--no-")
-            args.extend(words[i:i + 2] if takes_value else [word])
-            i += 2 if takes_value else 1
-        else:
-            images.append(word)
-            i += 1
-    return images, args
 
 
 @main.command("export")

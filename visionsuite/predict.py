@@ -102,10 +102,12 @@ def predict(task, model, inputs: Sequence[str | Path], *, runtime: str = "auto",
                             stream.task.summary(result.record))
 
 
-def parse_task_args(cls, args: Sequence[str]) -> dict:
+def parse_task_args(cls, args: Sequence[str], positionals: list | None = None) -> dict:
     """The task's own command-line options (``Task.options``) in ``args``, e.g.
     ``["--conf", "0.4", "--classes=person,car"]`` -> ``{"conf": 0.4, "classes": ...}``.
-    A boolean option takes no value (``--legend`` / ``--no-legend``); values are YAML."""
+    A boolean option takes no value (``--legend`` / ``--no-legend``); values are YAML.
+    With a ``positionals`` list, words that are not options (``predict``'s images) are
+    appended to it instead of being rejected."""
     import yaml
 
     from visionsuite.errors import did_you_mean
@@ -122,6 +124,10 @@ def parse_task_args(cls, args: Sequence[str]) -> dict:
     i = 0
     while i < len(args):
         arg = args[i]
+        if positionals is not None and not arg.startswith("--"):
+            positionals.append(arg)
+            i += 1
+            continue
         flag, sep, raw = arg.partition("=")
         negated = flag.startswith("--no-") and "--" + flag[5:] in flags
         key = flags.get("--" + flag[5:] if negated else flag)
@@ -144,9 +150,11 @@ def parse_task_args(cls, args: Sequence[str]) -> dict:
     return values
 
 
-def task_overrides(task, pairs: Sequence[str] = (), args: Sequence[str] = ()) -> dict:
+def task_overrides(task, pairs: Sequence[str] = (), args: Sequence[str] = (),
+                   positionals: list | None = None) -> dict:
     """Task config overrides from ``--set KEY=VALUE`` strings and the task's own options
-    (``args``); a key the task does not have is a usage error."""
+    (``args``); a key the task does not have is a usage error. ``positionals``: see
+    :func:`parse_task_args`."""
     from visionsuite.config import parse_overrides
     from visionsuite.errors import did_you_mean
     from visionsuite.plugins import get_task_class
@@ -154,7 +162,7 @@ def task_overrides(task, pairs: Sequence[str] = (), args: Sequence[str] = ()) ->
     cls = get_task_class(task) if isinstance(task, str) else type(task)
     values = dict(parse_overrides(pairs)) if pairs else {}
     values = {k.split(".", 1)[1] if k.startswith("task.") else k: v for k, v in values.items()}
-    values.update(parse_task_args(cls, args))
+    values.update(parse_task_args(cls, args, positionals))
     known = {f.name for f in dataclasses.fields(cls.Config)}
     for key in values:
         if key not in known:

@@ -322,8 +322,6 @@ def check_task(task, *, image_size: int = 32, classes=("a", "b", "c"), workdir=N
         fail(f"the TFLite export differs from Keras: {report['parity']}")
 
     # === Stream through the per-source state ===
-    from visionsuite.task import Task as _Task  # noqa: F401
-
     net = load_runtime(folder / "model.tflite")
     state = instance.new_state("conformance", net.metadata.input_spec, train_classes)
     rng = np.random.default_rng(0)
