@@ -121,9 +121,16 @@ def test_dataset_cards_are_package_data_of_a_built_wheel(tmp_path):
     """A non-editable install must still give Fashion-MNIST its class names."""
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
-                   timeout=300)
+    import shutil
+
+    had_build = (ROOT / "build").exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
+                       timeout=300)
+    finally:  # setuptools builds inside the source tree: leave it as it was
+        if not had_build:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     (wheel,) = tmp_path.glob("visionsuite-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "visionsuite/cards/fashion-mnist.yaml" in names
