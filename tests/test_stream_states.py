@@ -203,3 +203,23 @@ def test_padded_collate_batches_a_variable_number_of_boxes():
         assert got.shape == (4, width, 4)
         for row, n in zip(got, target["n"].numpy()):
             assert (row[:n] == n).all() and (row[n:] == -1).all()
+
+
+def test_frame_input_from_bgr_equals_the_task_preprocessing_of_the_rgb_frame():
+    """The engine resizes the BGR frame and swaps the channels of the small image (cheaper);
+    the model input must be exactly the task's ``preprocess`` of the RGB frame."""
+    import cv2
+
+    from visionsuite import samples
+    from visionsuite.streams.state import to_model_input
+    from visionsuite_tasks.classification.task import ClassificationTask
+
+    frame = cv2.imread(str(samples.sample_photo("chelsea")))
+    task = ClassificationTask()
+    for spec in (InputSpec.image(96), InputSpec.image((64, 80))):
+        x, meta = to_model_input(task, frame, spec)
+        ref, ref_meta = task.preprocess(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), spec)
+        assert x.dtype == np.float32 and x.shape == ref.shape
+        np.testing.assert_array_equal(x, ref)
+        assert meta == ref_meta
+

@@ -90,6 +90,15 @@ from visionsuite.specs import InputSpec, OutputSpec
 REPORT_NAME = "evaluation.json"
 
 
+def resize_to_spec(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``image`` resized to ``spec``'s image size with area interpolation (the base
+    preprocessing's resize, in the image's own dtype)."""
+    import cv2
+
+    sh, sw = spec.spatial
+    return cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """Options common to every task. A task subclasses this (frozen) to add its own."""
@@ -304,12 +313,8 @@ class Task(abc.ABC):
     def preprocess(self, image_rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, dict]:
         """Turn one RGB uint8 image into one model input of ``spec``'s image size (float32
         ``(H, W, C)``); the dict is handed back to :meth:`postprocess` as ``meta``."""
-        import cv2
-
         h, w = image_rgb.shape[:2]
-        sh, sw = spec.spatial
-        x = cv2.resize(image_rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-        return x.astype(np.float32), {"height": h, "width": w}
+        return resize_to_spec(image_rgb, spec).astype(np.float32), {"height": h, "width": w}
 
     @abc.abstractmethod
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: dict,

@@ -51,13 +51,16 @@ def color_lut(colors_rgb: np.ndarray) -> np.ndarray:
 
 
 def overlay(image_bgr: np.ndarray, mask: np.ndarray, colors_rgb: np.ndarray, *,
-            alpha: float = 0.5, skip: int | None = None) -> np.ndarray:
+            alpha: float = 0.5, skip: int | None = None,
+            labels: np.ndarray | None = None) -> np.ndarray:
     """Blend class colours over ``image_bgr`` where ``mask`` (uint8 class indices, same
     size) is not ``skip``; ``alpha`` is the colour's opacity. A new array is returned.
 
     All in uint8 with OpenCV: the class colours come from a lookup table, ``addWeighted``
     blends, and the blend is copied into the output only where a class is painted; the
-    scratch images are reused across frames (no per-frame float arrays)."""
+    scratch images are reused across frames (no per-frame float arrays). ``labels``, when
+    ``mask`` is its nearest-neighbour resize, is coloured instead and the colours resized
+    the same way (the same image; a lookup over the small map instead of the frame)."""
     import cv2
 
     out = np.array(image_bgr, dtype=np.uint8, order="C", copy=True)
@@ -65,10 +68,15 @@ def overlay(image_bgr: np.ndarray, mask: np.ndarray, colors_rgb: np.ndarray, *,
         return out
     mask = np.ascontiguousarray(mask, np.uint8)
     shape = out.shape
-    mask3 = _buffer("mask3", shape)
-    cv2.merge((mask, mask, mask), dst=mask3)
     painted = _buffer("painted", shape)
-    cv2.LUT(mask3, color_lut(colors_rgb), dst=painted)
+    if labels is not None:
+        labels = np.ascontiguousarray(labels, np.uint8)
+        small = cv2.LUT(cv2.merge((labels, labels, labels)), color_lut(colors_rgb))
+        cv2.resize(small, (shape[1], shape[0]), dst=painted, interpolation=cv2.INTER_NEAREST)
+    else:
+        mask3 = _buffer("mask3", shape)
+        cv2.merge((mask, mask, mask), dst=mask3)
+        cv2.LUT(mask3, color_lut(colors_rgb), dst=painted)
     blend = _buffer("blend", shape)
     cv2.addWeighted(out, 1.0 - alpha, painted, alpha, 0.0, dst=blend)
     if skip is None:

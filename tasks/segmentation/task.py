@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,11 +94,14 @@ class SegmentationPrediction(Prediction):
         mask: ``(H, W)`` uint8 class indices.
         fractions: fraction of the image's pixels in each class.
         meta: what ``preprocess`` (and the stream engine) recorded: size, source, frame.
+        labels: the small class map ``mask`` is a nearest-neighbour resize of (a stream
+            model's head resolution), or ``None``; rendering colours it before resizing.
     """
 
     mask: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.uint8))
     fractions: list[float] = dataclasses.field(default_factory=list)
     meta: dict = dataclasses.field(default_factory=dict)
+    labels: np.ndarray | None = None
 
 
 class SegmentationTask(ImageTask):
@@ -347,8 +351,10 @@ class SegmentationTask(ImageTask):
             if labels.ndim != 2:
                 raise ModelError(f"a segmentation model's labels are (H, W) class ids. "
                                  f"Received: shape={tuple(labels.shape)}")
-            mask = _resize_labels(np.asarray(labels).astype(np.uint8, copy=False), h, w)
+            labels = np.asarray(labels).astype(np.uint8, copy=False)
+            mask, counts = _resize_labels(labels, h, w), _nearest_counts(labels, h, w, n)
         else:
+            counts = None
             name = ("scores" if "scores" in outputs else "probabilities" if "probabilities"
                     in outputs else next(iter(outputs)))
             probs = _squeeze(np.asarray(outputs[name], dtype=np.float32))
@@ -361,7 +367,8 @@ class SegmentationTask(ImageTask):
                 raise ModelError(f"a segmentation model outputs (H, W, {n}) class "
                                  f"probabilities. Received: shape={tuple(probs.shape)}")
             elif name == "scores":  # low resolution: argmax there, one uint8 resize
-                mask = _resize_labels(probs.argmax(axis=-1).astype(np.uint8), h, w)
+                labels = probs.argmax(axis=-1).astype(np.uint8)
+                mask, counts = _resize_labels(labels, h, w), _nearest_counts(labels, h, w, n)
             else:  # full resolution: upsample probabilities, not labels (smooth edges)
                 if (h or probs.shape[0], w or probs.shape[1]) != probs.shape[:2]:
                     import cv2
@@ -370,10 +377,12 @@ class SegmentationTask(ImageTask):
                     if probs.ndim == 2:
                         probs = probs[..., None]
                 mask = probs.argmax(axis=-1).astype(np.uint8)
-        counts = np.bincount(mask.reshape(-1), minlength=n)[:n]
+        if counts is None:
+            labels = None
+            counts = np.bincount(mask.reshape(-1), minlength=n)[:n]
         fractions = (counts / max(mask.size, 1)).tolist()
         return SegmentationPrediction(classes=list(classes), mask=mask, fractions=fractions,
-                                      meta=dict(meta))
+                                      meta=dict(meta), labels=labels)
 
     def render(self, image_bgr: np.ndarray, prediction: SegmentationPrediction) -> np.ndarray:
         """The frame with a coloured overlay (``alpha``; background left clear) and a legend
@@ -383,13 +392,15 @@ class SegmentationTask(ImageTask):
         from visionsuite_tasks.segmentation.render import (background_index, class_colors,
                                                            draw_legend, overlay)
 
-        mask = prediction.mask
+        mask, labels = prediction.mask, prediction.labels
         if mask.shape != image_bgr.shape[:2]:
             mask = cv2.resize(mask, (image_bgr.shape[1], image_bgr.shape[0]),
                               interpolation=cv2.INTER_NEAREST)
+            labels = None
         colors = class_colors(prediction.classes)
         bg = background_index(prediction.classes)
-        out = overlay(image_bgr, mask, colors, alpha=self.config.alpha, skip=bg)
+        out = overlay(image_bgr, mask, colors, alpha=self.config.alpha, skip=bg,
+                      labels=labels)
         if self.config.legend:
             shown = [k for k in range(len(prediction.classes))
                      if k != bg and prediction.fractions[k] > 0]
@@ -444,6 +455,31 @@ def _resize_labels(labels: np.ndarray, h: int, w: int) -> np.ndarray:
     import cv2
 
     return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+@functools.lru_cache(maxsize=32)
+def _nearest_repeats(src: int, dst: int) -> np.ndarray:
+    """How many of ``dst`` output rows (or columns) OpenCV's nearest-neighbour resize takes
+    from each of ``src`` input ones, read off a resize of the indices themselves."""
+    import cv2
+
+    index = np.arange(src, dtype=np.uint16).reshape(src, 1)
+    taken = cv2.resize(index, (1, dst), interpolation=cv2.INTER_NEAREST).reshape(-1)
+    return np.bincount(taken, minlength=src).astype(np.float64)
+
+
+def _nearest_counts(labels: np.ndarray, h: int, w: int, n: int) -> np.ndarray:
+    """Pixels of each of ``n`` classes in :func:`_resize_labels` ``(labels, h, w)``, counted
+    on the small label map (each of its pixels weighted by the output pixels it becomes):
+    the same counts as a ``bincount`` of the resized mask, for a 64x64 map instead of the
+    frame (2-3 ms a 640x480 frame saved)."""
+    sh, sw = labels.shape
+    h, w = h or sh, w or sw
+    if sh > 65535 or sw > 65535:
+        return np.bincount(_resize_labels(labels, h, w).reshape(-1), minlength=n)[:n]
+    weights = np.outer(_nearest_repeats(sh, h), _nearest_repeats(sw, w)).reshape(-1)
+    counts = np.bincount(labels.reshape(-1), weights=weights, minlength=n)[:n]
+    return np.rint(counts).astype(np.int64)
 
 
 def _resize_float(channel: np.ndarray, h: int, w: int) -> np.ndarray:

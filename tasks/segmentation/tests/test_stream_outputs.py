@@ -83,6 +83,27 @@ def test_labels_are_resized_once_and_scores_smoothed_at_low_resolution():
     assert (plain.merge({"labels": wrong, "scores": flicker}, meta).mask == 2).all()
 
 
+@pytest.mark.parametrize("small,size", [((64, 64), (480, 640)), ((64, 64), (144, 176)),
+                                        ((33, 47), (101, 59)), ((32, 32), (32, 32)),
+                                        ((64, 48), (20, 30))])
+def test_class_fractions_counted_on_the_small_label_map_equal_the_resized_mask(small, size):
+    """The stream path counts class pixels on the head's label map, weighting each pixel by
+    the output pixels it becomes; the counts must equal a bincount of the resized mask."""
+    rng = np.random.default_rng(sum(small) + sum(size))
+    labels = rng.integers(0, len(CLASSES), small).astype(np.uint8)
+    labels[: small[0] // 3] = 0  # uneven shares
+    task = SegmentationTask(SegmentationConfig(image_size=32))
+    h, w = size
+    pred = task.postprocess({"labels": labels}, {"height": h, "width": w}, CLASSES)
+    mask = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(pred.mask, mask)
+    counts = np.bincount(mask.reshape(-1), minlength=len(CLASSES))
+    assert pred.fractions == (counts / mask.size).tolist()
+    scores = np.eye(len(CLASSES), dtype=np.float32)[labels]  # low-res scores, same argmax
+    two = task.postprocess({"scores": scores}, {"height": h, "width": w}, CLASSES)
+    assert two.fractions == pred.fractions
+
+
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
     import keras
@@ -149,6 +170,11 @@ def test_overlay_matches_the_float_blend_and_leaves_background():
         assert np.abs(out[keep].astype(int) - ref[keep].astype(int)).max() <= 1
         np.testing.assert_array_equal(out[~keep], frame[~keep])
     assert out is not frame and not np.shares_memory(out, frame)
+    small = rng.integers(0, 3, (12, 16)).astype(np.uint8)  # a head's label map
+    resized = cv2.resize(small, (64, 48), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(overlay(frame, resized, colors, alpha=0.6, skip=0,
+                                          labels=small),
+                                  overlay(frame, resized, colors, alpha=0.6, skip=0))
 
 
 @pytest.fixture(scope="module")
